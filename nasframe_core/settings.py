@@ -1,0 +1,90 @@
+"""Settings of plugin factories, read from their signatures.
+
+A factory's keyword arguments are its settings: ``--set optimizer.learning_rate=0.1`` is
+checked against the signature of the optimizer's factory and converted to the type of the
+default. A factory that takes ``**kwargs`` for more settings lists them in a class attribute
+``extra_settings`` (name to default).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+from .errors import NasframeError
+
+_MISSING = object()
+
+
+def factory_settings(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Map each setting of ``factory`` to its default (``None`` when it has none)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    for i, (name, p) in enumerate(sig.parameters.items()):
+        if inspect.isclass(factory) and i == 0:
+            continue  # self
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[name] = None if p.default is p.empty else p.default
+    out.update(getattr(factory, "extra_settings", {}) or {})
+    return out
+
+
+def coerce(value: Any, default: Any, key: str) -> Any:
+    """Convert ``value`` (often a string from the command line) to the type of ``default``."""
+    if default is None or value is None or isinstance(value, type(default)) and not isinstance(value, str):
+        if isinstance(default, bool) and not isinstance(value, bool) and value is not None:
+            return coerce(str(value), default, key)
+        return value
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise NasframeError(f"setting {key!r} must be true or false, got {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            number = float(value) if isinstance(default, float) else _to_int(value)
+        except (TypeError, ValueError):
+            kind = "a number" if isinstance(default, float) else "a whole number"
+            raise NasframeError(f"setting {key!r} must be {kind}, got {value!r}") from None
+        return number
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, str):
+            items = [v.strip() for v in value.strip("[]()").split(",") if v.strip()]
+        else:
+            items = list(value)
+        if default:
+            items = [coerce(v, default[0], key) for v in items]
+        return type(default)(items)
+    return value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(str(value).strip())
+
+
+def check_settings(factory: Callable[..., Any], settings: Mapping[str, Any], label: str) -> dict:
+    """Validate and convert ``settings`` for ``factory``; unknown names list the known ones."""
+    known = factory_settings(factory)
+    out = {}
+    for key, value in settings.items():
+        if key not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            raise NasframeError(f"unknown setting {key!r} for {label}; known settings: {listing}")
+        out[key] = coerce(value, known[key], key)
+    return out
+
+
+def call_with_settings(factory: Callable[..., Any], settings: Mapping[str, Any], label: str) -> Any:
+    return factory(**check_settings(factory, settings, label))
