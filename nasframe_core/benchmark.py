@@ -1,0 +1,59 @@
+"""The benchmark-query protocol: tabular results looked up by architecture.
+
+A benchmark answers ``query(arch, dataset, metric)`` with a number, or ``None`` when its
+table does not hold that metric. ``arch`` may be a genotype of the benchmark's space, its
+string form or any other key the benchmark documents (NAS-Bench-201 also takes an index).
+"""
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, Optional
+
+TRAIN_ACCURACY = "train_accuracy"
+VALID_ACCURACY = "valid_accuracy"
+TEST_ACCURACY = "test_accuracy"
+TRAIN_LOSS = "train_loss"
+VALID_LOSS = "valid_loss"
+TEST_LOSS = "test_loss"
+PARAMS_MB = "params_mb"
+FLOPS_M = "flops_m"
+LATENCY_S = "latency_s"
+TRAIN_TIME_S = "train_time_s"
+
+METRICS = (
+    TRAIN_ACCURACY,
+    VALID_ACCURACY,
+    TEST_ACCURACY,
+    TRAIN_LOSS,
+    VALID_LOSS,
+    TEST_LOSS,
+    PARAMS_MB,
+    FLOPS_M,
+    LATENCY_S,
+    TRAIN_TIME_S,
+)
+
+
+class Benchmark(abc.ABC):
+    """A loaded table of results for one search space."""
+
+    #: registry name of the search space the table covers
+    space: str = "?"
+    #: the datasets the table can answer for
+    datasets: tuple[str, ...] = ()
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @abc.abstractmethod
+    def query(self, arch: Any, dataset: str, metric: str) -> Optional[float]:
+        """The value of ``metric`` for ``arch`` on ``dataset`` (``None`` if the table lacks it).
+
+        Unknown architectures, datasets or metrics raise NasframeError.
+        """
+
+    def query_all(self, arch: Any, dataset: str) -> dict[str, Optional[float]]:
+        """Every metric the table holds for ``arch`` on ``dataset``."""
+        values = {m: self.query(arch, dataset, m) for m in METRICS}
+        return {m: v for m, v in values.items() if v is not None}

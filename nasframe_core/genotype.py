@@ -1,0 +1,80 @@
+"""Genotypes: frozen value objects naming a discrete architecture.
+
+Each space defines its own genotype class; they share this small protocol: a string form
+that is also the key of the space's benchmark, a JSON form that records the space, and
+round trips for both (``parse(str(g)) == g``, ``from_json(g.to_json()) == g``).
+"""
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from .errors import NasframeError
+
+
+class Genotype(abc.ABC):
+    """A discrete architecture of one search space."""
+
+    space: ClassVar[str] = "?"
+
+    @abc.abstractmethod
+    def to_str(self) -> str:
+        """The canonical string form (the benchmark key)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_str(cls, text: str) -> "Genotype":
+        """Parse the string form; bad input raises NasframeError."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space, "genotype": self.to_str()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Genotype":
+        if not isinstance(data, Mapping) or "genotype" not in data:
+            raise NasframeError("a genotype in JSON needs a 'genotype' key holding its string form")
+        space = data.get("space", cls.space)
+        if space != cls.space:
+            raise NasframeError(f"this genotype belongs to search space {space!r}, not {cls.space!r}")
+        return cls.from_str(str(data["genotype"]))
+
+    def __str__(self) -> str:
+        return self.to_str()
+
+
+def read_genotype_text(source: str) -> str:
+    """The genotype string behind ``source``: a run directory, a file, or the string itself.
+
+    A run directory yields the ``genotype`` of its ``result.json``; a JSON file its
+    ``genotype`` key; any other file its stripped text.
+    """
+    path = Path(source)
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # a long genotype string is not a valid path on every system
+        is_dir = is_file = False
+    if is_dir:
+        result = path / "result.json"
+        if not result.is_file():
+            raise NasframeError(f"{path} has no result.json; pass a finished run directory, a genotype file or string")
+        return _genotype_from_json_file(result)
+    if is_file:
+        if path.suffix == ".json":
+            return _genotype_from_json_file(path)
+        text = path.read_text().strip()
+        if not text:
+            raise NasframeError(f"genotype file {path} is empty")
+        return text
+    return source.strip()
+
+
+def _genotype_from_json_file(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NasframeError(f"cannot read {path}: {exc}; it should be a JSON file with a 'genotype' key") from None
+    if not isinstance(data, dict) or "genotype" not in data:
+        raise NasframeError(f"{path} has no 'genotype' key")
+    return str(data["genotype"])

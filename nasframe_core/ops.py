@@ -1,0 +1,135 @@
+"""The standard candidate operations of cell-based NAS spaces.
+
+Search spaces build their candidates from these classes, and optimizers recognise them:
+DARTS's fast path shares the parameter-free ones between the edges leaving one node and
+batches the :class:`ReLUConvBN` convolutions of those edges into one call. A space may use
+ops of its own as well; they then run one by one.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def batch_norm(C: int, affine: bool, track_running_stats: bool = True) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(C, affine=affine, track_running_stats=track_running_stats)
+
+
+class Zero(nn.Module):
+    """The 'none' op: zeros with the shape the edge's output would have."""
+
+    def __init__(self, stride: int = 1, C_out: int | None = None):
+        super().__init__()
+        self.stride = stride
+        self.C_out = C_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.C_out is not None and self.C_out != x.shape[1]:
+            return x.new_zeros((x.shape[0], self.C_out) + tuple(x.shape[2:]))
+        return x.mul(0.0)
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU, then a bias-free convolution, then batch norm."""
+
+    def __init__(
+        self,
+        C_in: int,
+        C_out: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.conv = nn.Conv2d(C_in, C_out, kernel_size, stride, padding, dilation, bias=False)
+        self.bn = batch_norm(C_out, affine, track_running_stats)
+
+    @property
+    def same_padding(self) -> bool:
+        """Whether the padding keeps the kernel centred (so kernels of any size can be stacked)."""
+        return 2 * self.padding == self.dilation * (self.kernel_size - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(F.relu(x)))
+
+
+class Pool(nn.Module):
+    """3x3 average (padding not counted) or max pooling, optionally followed by batch norm."""
+
+    def __init__(
+        self,
+        mode: str,
+        C: int,
+        stride: int = 1,
+        bn: bool = False,
+        affine: bool = False,
+        track_running_stats: bool = True,
+    ):
+        super().__init__()
+        if mode not in ("avg", "max"):
+            raise ValueError(f"pool mode must be 'avg' or 'max', not {mode!r}")
+        self.mode, self.stride = mode, stride
+        self.bn = batch_norm(C, affine, track_running_stats) if bn else None
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "avg":
+            return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
+        return F.max_pool2d(x, 3, self.stride, 1)
+
+    @property
+    def stateless(self) -> bool:
+        """True when the output depends on the input alone (no parameters, no running stats)."""
+        return self.bn is None or (not self.bn.affine and not self.bn.track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(x)
+        return out if self.bn is None else self.bn(out)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convolutions, concatenated."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError("FactorizedReduce needs an even number of output channels")
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = batch_norm(C_out, affine, track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+        return self.bn(out)
+
+
+class DilConv(nn.Module):
+    """ReLU, depthwise (dilated) convolution, pointwise convolution, batch norm."""
+
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True, track_running_stats=True):
+        super().__init__()
+        self.depthwise = nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation, groups=C_in, bias=False)
+        self.pointwise = nn.Conv2d(C_in, C_out, 1, bias=False)
+        self.bn = batch_norm(C_out, affine, track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pointwise(self.depthwise(F.relu(x))))
+
+
+class SepConv(nn.Module):
+    """Two stacked :class:`DilConv` blocks without dilation (the first one carries the stride)."""
+
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, track_running_stats=True):
+        super().__init__()
+        self.first = DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, track_running_stats)
+        self.second = DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))

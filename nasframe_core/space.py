@@ -1,0 +1,234 @@
+"""Search spaces as descriptions: networkx DAGs with candidate op names on their edges.
+
+A search-space plugin describes; an optimizer plugin executes. The space says which cell
+types exist (:class:`CellSpec`: a DAG whose edges carry candidate op names), how to build
+each op, and how cells are stacked into a network. An optimizer turns every edge into
+whatever it needs (a MixedOp for DARTS) through the *cell factory* it passes to
+:meth:`SearchSpace.build_network`. The graph is walked once, when the network is built:
+the modules keep a precomputed edge order and never touch networkx during a forward.
+"""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence
+
+import attrs
+import networkx as nx
+from torch import nn
+
+from .errors import NasframeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .benchmark import Benchmark
+    from .genotype import Genotype
+
+Edge = tuple[int, int]  # (source node, destination node)
+OpBuilder = Callable[[str, Edge], nn.Module]
+CellFactory = Callable[["CellSpec", OpBuilder], nn.Module]
+
+
+@attrs.frozen
+class Choice:
+    """One kept edge of a discrete cell: ``op`` applied to node ``src``, added into ``dst``."""
+
+    src: int
+    dst: int
+    op: str
+
+
+class CellSpec:
+    """One cell type: a DAG with candidate ops on its edges, checked and indexed once.
+
+    ``inputs`` are the nodes fed from outside (they have no incoming edges). Every other
+    node is the sum of its incoming edges. The cell's output is ``output`` (one node), or
+    the channel concatenation of several (``combine="concat"``). ``edges`` is the fixed
+    edge order: row ``k`` of this cell type's architecture weights belongs to ``edges[k]``.
+
+    Discretization rule (used by gradient-based optimizers): keep ``keep_edges`` incoming
+    edges per node (``None``: all of them), and choose among ``ops`` minus
+    ``exclude_from_choice`` (for example ``("none",)``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        graph: nx.DiGraph,
+        inputs: Sequence[int],
+        output: Sequence[int],
+        combine: str = "sum",
+        edge_order: Optional[Sequence[Edge]] = None,
+        keep_edges: Optional[int] = None,
+        exclude_from_choice: Sequence[str] = (),
+        reduction: bool = False,
+    ):
+        self.name = name
+        self.graph = graph
+        self.inputs = tuple(inputs)
+        self.output = tuple(output)
+        self.combine = combine
+        self.keep_edges = keep_edges
+        self.exclude_from_choice = tuple(exclude_from_choice)
+        self.reduction = reduction
+        self._check(edge_order)
+
+    def _check(self, edge_order: Optional[Sequence[Edge]]) -> None:
+        g = self.graph
+        where = f"cell {self.name!r}"
+        if not nx.is_directed_acyclic_graph(g):
+            raise NasframeError(f"{where}: the graph must be a directed acyclic graph")
+        for n in self.inputs:
+            if n not in g or g.in_degree(n):
+                raise NasframeError(f"{where}: input node {n} must exist and have no incoming edges")
+        if self.combine not in ("sum", "concat"):
+            raise NasframeError(f"{where}: combine must be 'sum' or 'concat', not {self.combine!r}")
+        if not self.output or any(n not in g for n in self.output):
+            raise NasframeError(f"{where}: output nodes {self.output} are not all in the graph")
+        if self.combine == "sum" and len(self.output) != 1:
+            raise NasframeError(f"{where}: combine='sum' takes exactly one output node")
+        ops = None
+        for src, dst, data in g.edges(data=True):
+            edge_ops = tuple(data.get("ops", ()))
+            if not edge_ops:
+                raise NasframeError(f"{where}: edge {src}->{dst} has no candidate ops")
+            if ops is None:
+                ops = edge_ops
+            elif edge_ops != ops:
+                raise NasframeError(f"{where}: every edge must offer the same candidate ops in the same order")
+        if ops is None:
+            raise NasframeError(f"{where}: the graph has no edges")
+        self.ops: tuple[str, ...] = ops
+        for op in self.exclude_from_choice:
+            if op not in ops:
+                raise NasframeError(f"{where}: exclude_from_choice names {op!r}, which is not a candidate op")
+        edges = list(edge_order) if edge_order is not None else sorted(g.edges, key=lambda e: (e[1], e[0]))
+        if sorted(edges) != sorted(g.edges):
+            raise NasframeError(f"{where}: edge_order must list every edge exactly once")
+        self.edges: tuple[Edge, ...] = tuple((int(a), int(b)) for a, b in edges)
+        self.edge_index: dict[Edge, int] = {e: k for k, e in enumerate(self.edges)}
+        order = list(nx.lexicographical_topological_sort(g))
+        self.nodes: tuple[int, ...] = tuple(n for n in order if n not in self.inputs)
+        self.in_edges: dict[int, tuple[Edge, ...]] = {
+            n: tuple(sorted(((s, n) for s in g.predecessors(n)), key=lambda e: e[0])) for n in self.nodes
+        }
+        for n in self.nodes:
+            if not self.in_edges[n]:
+                raise NasframeError(f"{where}: node {n} has no incoming edge")
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.ops)
+
+    def __repr__(self) -> str:
+        return f"CellSpec({self.name!r}, edges={len(self.edges)}, ops={self.ops})"
+
+
+def dense_cell_graph(inputs: Sequence[int], nodes: Sequence[int], ops: Sequence[str]) -> nx.DiGraph:
+    """A DAG where every node takes an edge from every input and every earlier node."""
+    g = nx.DiGraph()
+    g.add_nodes_from(inputs, role="input")
+    g.add_nodes_from(nodes, role="intermediate")
+    earlier = list(inputs)
+    for n in nodes:
+        for src in earlier:
+            g.add_edge(src, n, ops=tuple(ops))
+        earlier.append(n)
+    return g
+
+
+class SearchSpace(abc.ABC):
+    """The base of every search-space plugin: a description, no torch state.
+
+    Subclasses set ``name`` (the registry name) and, when a tabular benchmark covers the
+    space, ``benchmark_name`` (the benchmark's registry name). ``benchmark`` holds the
+    loaded table, if any (see :meth:`attach_benchmark`).
+    """
+
+    name: ClassVar[str] = "?"
+    benchmark_name: ClassVar[Optional[str]] = None
+
+    def __init__(self) -> None:
+        self.benchmark: Optional["Benchmark"] = None
+
+    # ---------------------------------------------------------------- description
+    @abc.abstractmethod
+    def cell_specs(self) -> dict[str, CellSpec]:
+        """The cell types of the space, by name, in a fixed order."""
+
+    @abc.abstractmethod
+    def make_op(self, name: str, C: int, stride: int, *, search: bool) -> nn.Module:
+        """Build the candidate op ``name`` for ``C`` channels (``search``: the supernet flavour)."""
+
+    @abc.abstractmethod
+    def build_network(
+        self,
+        cell_factory: CellFactory,
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        search: bool = True,
+    ) -> nn.Module:
+        """Stack cells into a network; each cell comes from ``cell_factory(spec, op_builder)``.
+
+        The network's ``forward(x, arch_weights=None)`` passes ``arch_weights[spec.name]``
+        (or ``None``) to every cell of that type and returns the logits.
+        """
+
+    # ------------------------------------------------------------------ genotypes
+    @abc.abstractmethod
+    def make_genotype(self, choices: Mapping[str, Sequence[Choice]]) -> "Genotype":
+        """The genotype for the kept edges and ops of every cell type."""
+
+    @abc.abstractmethod
+    def genotype_choices(self, genotype: "Genotype") -> dict[str, list[Choice]]:
+        """The kept edges and ops of every cell type of ``genotype`` (inverse of make_genotype)."""
+
+    @abc.abstractmethod
+    def parse_genotype(self, text: str) -> "Genotype":
+        """Parse the string form of a genotype of this space; bad input raises NasframeError."""
+
+    def genotype_from_json(self, data: Mapping[str, Any]) -> "Genotype":
+        return self.parse_genotype(data["genotype"] if "genotype" in data else str(data))
+
+    # ------------------------------------------------------------------ benchmark
+    def attach_benchmark(self, benchmark: Optional["Benchmark"]) -> None:
+        """Make the space queryable through ``benchmark`` (``None`` detaches it)."""
+        self.benchmark = benchmark
+
+    def benchmark_dataset(self, dataset: Optional[str]) -> Optional[str]:
+        """The benchmark dataset that results on ``dataset`` are reported for."""
+        return dataset
+
+    def query(self, genotype: "Genotype", dataset: Optional[str], metric: str) -> Optional[float]:
+        """Look ``metric`` of ``genotype`` up in the attached benchmark (``None`` without one)."""
+        if self.benchmark is None:
+            return None
+        bench_dataset = self.benchmark_dataset(dataset)
+        if bench_dataset is None:
+            return None
+        return self.benchmark.query(genotype, bench_dataset, metric)
+
+    def test_statistics(self, genotype: "Genotype", dataset: Optional[str]) -> Optional[float]:
+        """The benchmark's test accuracy of ``genotype`` on ``dataset``, or ``None``."""
+        from .benchmark import TEST_ACCURACY
+
+        return self.query(genotype, dataset, TEST_ACCURACY)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON summary of the description (cell types, edges, ops)."""
+        return {
+            "name": self.name,
+            "cells": {
+                n: {"edges": [list(e) for e in s.edges], "ops": list(s.ops)} for n, s in self.cell_specs().items()
+            },
+        }
+
+
+def iter_cells(network: nn.Module) -> Iterable[nn.Module]:
+    """Every module of ``network`` that implements a cell (it carries a ``spec``)."""
+    for m in network.modules():
+        if isinstance(getattr(m, "spec", None), CellSpec):
+            yield m
