@@ -1,0 +1,29 @@
+"""Plugin: the NAS-Bench-201 search space and its benchmark table."""
+from __future__ import annotations
+
+from nasframe_core import hookimpl
+
+from .space import ENV_TABLE, NasBench201SearchSpace
+
+
+def _table(path):
+    from .tables import load_nb201_table
+
+    return load_nb201_table(path)
+
+
+@hookimpl
+def nasframe_register_search_spaces(register):
+    register("nasbench201", NasBench201SearchSpace,
+             description="NAS-Bench-201 cell space: 6 edges x 5 ops, 15,625 cells")
+
+
+@hookimpl
+def nasframe_register_benchmarks(register):
+    register(
+        "nasbench201",
+        _table,
+        description="NAS-Bench-201 results (CSV, NASLib pickle or NATS-tss directory)",
+        space="nasbench201",
+        env=ENV_TABLE,
+    )

@@ -1,0 +1,194 @@
+"""The NAS-Bench-201 search space (Dong & Yang, ICLR 2020).
+
+Cell: nodes 0..3, an edge j->i for every j < i (6 edges), 5 candidate ops, node i is the sum
+of its incoming edges, the output is node 3. Network: a 3x3 stem conv with BN, three stages
+of N cells at C, 2C and 4C channels joined by residual reduction blocks, then BN, ReLU,
+global average pooling and a linear classifier. One set of architecture weights (6x5) is
+shared by all cells.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from nasframe_core.errors import NasframeError
+from nasframe_core.ops import Pool, ReLUConvBN, Zero
+from nasframe_core.space import CellFactory, CellSpec, Choice, SearchSpace, dense_cell_graph
+
+from .codec import EDGES, OPS, NB201Genotype
+
+ENV_TABLE = "NASFRAME_NB201"
+
+#: dataset names of the benchmark, with the aliases users type
+BENCHMARK_DATASETS = {
+    "cifar10": "cifar10",
+    "cifar10-valid": "cifar10-valid",
+    "cifar100": "cifar100",
+    "imagenet16-120": "ImageNet16-120",
+    "imagenet16": "ImageNet16-120",
+}
+
+
+class ResNetBasicBlock(nn.Module):
+    """NB201's reduction block: two ReLU-conv-BN 3x3 (the first strided) plus a pooled 1x1 shortcut."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int = 2):
+        super().__init__()
+        self.conv_a = ReLUConvBN(C_in, C_out, 3, stride, 1)
+        self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(C_in, C_out, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class NB201Network(nn.Module):
+    """The NB201 macro network around cells made by a cell factory."""
+
+    def __init__(self, space: "NasBench201SearchSpace", cell_factory: CellFactory, *,
+                 num_classes: int, in_channels: int, search: bool):
+        super().__init__()
+        C, N = space.C, space.N
+        spec = space.cell_specs()["cell"]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        layers: list[nn.Module] = []
+        is_cell: list[bool] = []
+        C_prev = C
+        for stage in range(3):
+            C_curr = C * 2**stage
+            if stage:
+                layers.append(ResNetBasicBlock(C_prev, C_curr, 2))
+                is_cell.append(False)
+            for _ in range(N):
+                layers.append(cell_factory(spec, space.op_builder(C_curr, search)))
+                is_cell.append(True)
+            C_prev = C_curr
+        self.cells = nn.ModuleList(layers)
+        self._is_cell = tuple(is_cell)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x: torch.Tensor, arch_weights: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        w = None if arch_weights is None else arch_weights["cell"]
+        x = self.stem(x)
+        for layer, is_cell in zip(self.cells, self._is_cell):
+            x = layer((x,), w) if is_cell else layer(x)
+        x = self.global_pooling(self.lastact(x)).flatten(1)
+        return self.classifier(x)
+
+
+class NasBench201SearchSpace(SearchSpace):
+    """NAS-Bench-201: 15,625 cells, queryable through a benchmark table.
+
+    ``C`` and ``N`` are the initial channels and cells per stage (16 and 5 in the benchmark).
+    The table comes from :meth:`attach_benchmark`, or is loaded from the path in
+    ``NASFRAME_NB201`` the first time a query needs it.
+    """
+
+    name = "nasbench201"
+    benchmark_name = "nasbench201"
+    genotype_type = NB201Genotype
+    #: NAS-Bench-201's training recipe, the defaults of `nasframe train` for this space
+    train_recipe = {
+        "run.epochs": 200,
+        "run.batch_size": 256,
+        "run.learning_rate": 0.1,
+        "run.momentum": 0.9,
+        "run.nesterov": True,
+        "run.weight_decay": 5e-4,
+        "run.lr_min": 0.0,
+        "run.grad_clip": 0.0,
+        "run.auxiliary_weight": 0.0,
+        "run.drop_path_prob": 0.0,
+        "augment.cutout": 0,
+    }
+
+    def __init__(self, C: int = 16, N: int = 5):
+        super().__init__()
+        if C < 1 or N < 1:
+            raise NasframeError(f"NB201 needs C >= 1 and N >= 1, got C={C}, N={N}")
+        self.C, self.N = int(C), int(N)
+        self._spec = CellSpec(
+            "cell",
+            dense_cell_graph(inputs=(0,), nodes=(1, 2, 3), ops=OPS),
+            inputs=(0,),
+            output=(3,),
+            edge_order=EDGES,
+        )
+        self._env_checked = False
+
+    def cell_specs(self) -> dict[str, CellSpec]:
+        return {"cell": self._spec}
+
+    def make_op(self, name: str, C: int, stride: int, *, search: bool) -> nn.Module:
+        # In search BN has neither affine parameters nor running statistics (as NB201's code).
+        affine = track = not search
+        if name == "none":
+            return Zero(stride)
+        if name == "skip_connect":
+            if stride != 1:
+                raise NasframeError("NB201 cells have no strided edges")
+            return nn.Identity()
+        if name == "nor_conv_1x1":
+            return ReLUConvBN(C, C, 1, stride, 0, 1, affine, track)
+        if name == "nor_conv_3x3":
+            return ReLUConvBN(C, C, 3, stride, 1, 1, affine, track)
+        if name == "avg_pool_3x3":
+            return Pool("avg", C, stride)
+        raise NasframeError(f"unknown NB201 op {name!r}; the ops are: {', '.join(OPS)}")
+
+    def op_builder(self, C: int, search: bool):
+        return lambda name, edge: self.make_op(name, C, 1, search=search)
+
+    def build_network(self, cell_factory: CellFactory, *, num_classes: int, in_channels: int = 3,
+                      search: bool = True) -> nn.Module:
+        return NB201Network(self, cell_factory, num_classes=num_classes, in_channels=in_channels, search=search)
+
+    # ------------------------------------------------------------------ genotypes
+    def make_genotype(self, choices: Mapping[str, Sequence[Choice]]) -> NB201Genotype:
+        by_edge = {(c.src, c.dst): c.op for c in choices["cell"]}
+        missing = [e for e in EDGES if e not in by_edge]
+        if missing:
+            raise NasframeError(f"an NB201 genotype needs an op on every edge; missing {missing}")
+        return NB201Genotype(tuple(by_edge[e] for e in EDGES))
+
+    def genotype_choices(self, genotype: NB201Genotype) -> dict[str, list[Choice]]:
+        return {"cell": [Choice(src, dst, op) for (src, dst), op in zip(EDGES, genotype.ops)]}
+
+    def parse_genotype(self, text: str) -> NB201Genotype:
+        text = str(text).strip()
+        if text.isdigit():
+            from .tables import resolve_arch
+
+            return resolve_arch(int(text), self._table())
+        return NB201Genotype.from_str(text)
+
+    # ------------------------------------------------------------------ benchmark
+    def _table(self):
+        if self.benchmark is None and not self._env_checked:
+            self._env_checked = True
+            path = os.environ.get(ENV_TABLE)
+            if path:
+                from .tables import load_nb201_table
+
+                self.benchmark = load_nb201_table(path)
+        return self.benchmark
+
+    def benchmark_dataset(self, dataset: Optional[str]) -> Optional[str]:
+        """NB201's name for ``dataset``; other datasets are reported on CIFAR-10."""
+        name = getattr(dataset, "name", dataset)
+        if name is None:
+            return "cifar10"
+        return BENCHMARK_DATASETS.get(str(name).lower(), "cifar10")
+
+    def query(self, genotype, dataset, metric):
+        if self._table() is None:
+            return None
+        return super().query(genotype, dataset, metric)
