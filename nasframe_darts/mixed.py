@@ -1,0 +1,200 @@
+"""MixedOps and the supernet cell.
+
+A :class:`MixedOp` holds the candidates of one edge and returns their sum weighted by one
+row of the softmaxed architecture weights; 'none' is never built or run (its output is
+zero, so its weight gets a zero gradient either way).
+
+:class:`MixedCell` runs a cell of MixedOps in one of two exact ways over the same
+parameters:
+
+- ``reference``: edge by edge, op by op, as the DARTS paper writes it;
+- ``fused`` (the default): per source node, work shared by the edges leaving that node is
+  done once. The ReLU in front of every :class:`~nasframe_core.ops.ReLUConvBN` is applied
+  once; the convolutions of those edges with equal kernel, stride and dilation become one
+  convolution over the concatenated weights; their affine-free, statistics-free batch norms
+  become one batch norm over the concatenated channels (batch norm is per channel, so this
+  is the same math), with the architecture weights folded in as the batch norm's scale;
+  parameter-free ops (pooling without running statistics) are computed once per node.
+  Everything else runs op by op as in the reference.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasframe_core.cells import CellBase, edge_key
+from nasframe_core.ops import Pool, ReLUConvBN
+from nasframe_core.space import CellSpec, Edge, OpBuilder
+
+
+class MixedOp(nn.Module):
+    """The weighted sum of an edge's candidate ops (``weights`` is one softmaxed alpha row)."""
+
+    def __init__(self, primitives: Sequence[str], op_builder: OpBuilder, edge: Edge):
+        super().__init__()
+        self.primitives = tuple(primitives)
+        self.ops = nn.ModuleDict({p: op_builder(p, edge) for p in self.primitives if p != "none"})
+        self.columns = tuple(self.primitives.index(p) for p in self.ops)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = None
+        for op, k in zip(self.ops.values(), self.columns):
+            h = op(x) * weights[k]
+            out = h if out is None else out + h
+        return out
+
+
+def _fusable_conv(op: nn.Module) -> bool:
+    return (
+        isinstance(op, ReLUConvBN)
+        and op.same_padding
+        and op.conv.groups == 1
+        and op.conv.bias is None
+        and not op.bn.affine
+        and not op.bn.track_running_stats
+    )
+
+
+def _shareable(op: nn.Module) -> Optional[tuple]:
+    """A key under which ``op`` gives the same output for the same input, or None."""
+    if isinstance(op, nn.Identity):
+        return ("identity",)
+    if isinstance(op, Pool) and op.stateless and op.bn is None:
+        return ("pool", op.mode, op.stride)
+    return None
+
+
+class _ConvGroup:
+    """The ReLUConvBN ops leaving one node with equal kernel, stride and dilation."""
+
+    def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
+        first = members[0][2]
+        self.ops = [m[2] for m in members]
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+        self.eps = first.bn.eps
+        self.channels = [op.conv.out_channels for op in self.ops]
+        self.targets = [row for row, _, _ in members]
+        # for every output channel, its position in the flattened (edges x ops) weights:
+        # one gather gives the batch norm scale that carries the architecture weights
+        self.scale_index = torch.tensor(
+            [row * num_ops + col for (row, col, op) in members for _ in range(op.conv.out_channels)]
+        )
+        self.buffer_name = ""
+
+
+class MixedCell(CellBase):
+    """A supernet cell: one MixedOp per edge of ``spec``; see the module docstring."""
+
+    def __init__(self, spec: CellSpec, op_builder: OpBuilder, fused: bool = True):
+        super().__init__(spec)
+        self.fused = fused
+        self.edges = nn.ModuleDict({edge_key(e): MixedOp(spec.ops, op_builder, e) for e in spec.edges})
+        self._reference_plan = [
+            (n, tuple((src, edge_key((src, n)), spec.edge_index[(src, n)]) for src, _ in spec.in_edges[n]))
+            for n in spec.nodes
+        ]
+        self._build_fused_plan()
+
+    # ------------------------------------------------------------------ reference
+    def forward_reference(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        states = dict(zip(self.spec.inputs, inputs))
+        for node, edges in self._reference_plan:
+            total = None
+            for src, key, row in edges:
+                h = self.edges[key](states[src], weights[row])
+                total = h if total is None else total + h
+            states[node] = total
+        return self.combine(states)
+
+    # ---------------------------------------------------------------------- fused
+    def _build_fused_plan(self) -> None:
+        spec = self.spec
+        K = spec.num_ops
+        sources = [n for n in spec.inputs + spec.nodes if any(e[0] == n for e in spec.edges)]
+        plan = []
+        for src in sources:
+            conv_groups: dict[tuple, list] = {}
+            shared: list[tuple[tuple, nn.Module, list[tuple[int, int]]]] = []
+            shared_index: dict[tuple, int] = {}
+            single: list[tuple[int, int, nn.Module]] = []
+            for edge in spec.edges:
+                if edge[0] != src:
+                    continue
+                row = spec.edge_index[edge]
+                mixed = self.edges[edge_key(edge)]
+                for op, col in zip(mixed.ops.values(), mixed.columns):
+                    key = _shareable(op)
+                    if _fusable_conv(op):
+                        gkey = (op.kernel_size, op.stride, op.dilation, op.conv.in_channels, op.bn.eps)
+                        conv_groups.setdefault(gkey, []).append((row, col, op))
+                    elif key is not None:
+                        if key not in shared_index:
+                            shared_index[key] = len(shared)
+                            shared.append((key, op, []))
+                        shared[shared_index[key]][2].append((row, col))
+                    else:
+                        single.append((row, col, op))
+            groups = [_ConvGroup(m, K) for m in conv_groups.values()]
+            for g in groups:
+                g.buffer_name = f"_scale_index_{src}_{len(self._buffers)}"
+                self.register_buffer(g.buffer_name, g.scale_index, persistent=False)
+            plan.append((src, groups, shared, single))
+        self._fused_plan = plan
+        row_target = {spec.edge_index[e]: e[1] for e in spec.edges}
+        self._row_target = row_target
+
+    def forward_fused(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        states: dict[int, torch.Tensor] = dict(zip(spec.inputs, inputs))
+        pending: dict[int, list[torch.Tensor]] = {n: [] for n in spec.nodes}
+        flat_w = weights.reshape(-1)
+        K = spec.num_ops
+        row_target = self._row_target
+        # sources come in topological order, so a node is complete before it is used
+        for src, groups, shared, single in self._fused_plan:
+            if src not in states:
+                states[src] = _sum(pending.pop(src))
+            x = states[src]
+            if groups:
+                r = F.relu(x)
+                for g in groups:
+                    weight = torch.cat([op.conv.weight for op in g.ops], 0) if len(g.ops) > 1 else g.ops[0].conv.weight
+                    y = F.conv2d(r, weight, None, g.stride, g.padding, g.dilation)
+                    scale = flat_w[getattr(self, g.buffer_name)]
+                    y = F.batch_norm(y, None, None, scale, None, True, 0.0, g.eps)
+                    for chunk, row in zip(y.split(g.channels, 1), g.targets):
+                        pending[row_target[row]].append(chunk)
+            for key, op, uses in shared:
+                h = x if key[0] == "identity" else op(x)
+                for row, col in uses:
+                    pending[row_target[row]].append(h * flat_w[row * K + col])
+            for row, col, op in single:
+                pending[row_target[row]].append(op(x) * flat_w[row * K + col])
+        for node in spec.nodes:
+            if node not in states:
+                states[node] = _sum(pending.pop(node))
+        return self.combine(states)
+
+    def forward(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return self.forward_fused(inputs, weights)
+        return self.forward_reference(inputs, weights)
+
+
+def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def mixed_cell_factory(fused: bool = True):
+    """A cell factory for :meth:`SearchSpace.build_network` that builds :class:`MixedCell` s."""
+
+    def factory(spec: CellSpec, op_builder: OpBuilder) -> nn.Module:
+        return MixedCell(spec, op_builder, fused=fused)
+
+    return factory

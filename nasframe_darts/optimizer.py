@@ -1,0 +1,363 @@
+"""DARTS (Liu, Simonyan & Yang, ICLR 2019) with NASLib's ``DARTSOptimizer`` API."""
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasframe_core import distributed
+from nasframe_core.cells import discrete_cell_factory
+from nasframe_core.data import dataset_info
+from nasframe_core.errors import NasframeError
+from nasframe_core.optimizer import MetaOptimizer
+from nasframe_core.space import SearchSpace
+
+from .discretize import discretize_cell
+from .mixed import MixedOp, mixed_cell_factory
+from .supernet import SuperNet
+
+log = logging.getLogger("nasframe.darts")
+
+ARCH_BETAS = (0.5, 0.999)
+
+
+def _resolve(kind: str, value: Any, module: Any, base: type) -> type:
+    """A torch class from its name (``'SGD'``), or the class itself."""
+    if isinstance(value, type):
+        return value
+    if isinstance(value, str):
+        cls = getattr(module, value, None)
+        if isinstance(cls, type) and issubclass(cls, base):
+            return cls
+        known = sorted(n for n, c in vars(module).items() if isinstance(c, type) and issubclass(c, base) and c is not base)
+        raise NasframeError(f"unknown {kind} {value!r}; use a torch name such as {', '.join(known[:12])}")
+    raise NasframeError(f"{kind} must be a torch class name like 'SGD', got {value!r}")
+
+
+def _accepts(cls: type, name: str) -> bool:
+    try:
+        return name in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class DARTSOptimizer(MetaOptimizer):
+    """Differentiable architecture search.
+
+    Every cell type of the space gets one architecture-weight tensor ``[edges, ops]``
+    (``1e-3 * randn``), shared by all cells of that type; every edge becomes a
+    :class:`~nasframe_darts.mixed.MixedOp`. One :meth:`step` updates the architecture on a
+    validation batch (first order, or the paper's unrolled second-order step when
+    ``unrolled``), then the weights on a train batch with gradient-norm clipping.
+
+    Extra settings beyond NASLib's: ``device`` (default: CUDA when available) and
+    ``fused`` (the fast cell execution, same math; ``False`` runs edge by edge).
+    """
+
+    extra_settings = {"device": None, "fused": True}
+
+    def __init__(
+        self,
+        learning_rate: float = 0.025,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0003,
+        grad_clip: int = 5,
+        unrolled: bool = False,
+        arch_learning_rate: float = 0.0003,
+        arch_weight_decay: float = 0.001,
+        op_optimizer: str = "SGD",
+        arch_optimizer: str = "Adam",
+        loss_criteria: str = "CrossEntropyLoss",
+        **kwargs,
+    ):
+        super().__init__()
+        unknown = sorted(set(kwargs) - set(self.extra_settings))
+        if unknown:
+            raise NasframeError(
+                f"unknown DARTSOptimizer setting {unknown[0]!r}; extra settings are: {', '.join(self.extra_settings)}"
+            )
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.unrolled = unrolled
+        self.arch_learning_rate = arch_learning_rate
+        self.arch_weight_decay = arch_weight_decay
+        self.op_optimizer = _resolve("op_optimizer", op_optimizer, torch.optim, torch.optim.Optimizer)
+        self.arch_optimizer = _resolve("arch_optimizer", arch_optimizer, torch.optim, torch.optim.Optimizer)
+        if isinstance(loss_criteria, nn.Module):
+            self.loss = loss_criteria
+        else:
+            self.loss = _resolve("loss_criteria", loss_criteria, nn, nn.Module)()
+        self.fused = bool(kwargs.get("fused", True))
+        device = kwargs.get("device")
+        self.device = torch.device(device if device else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._op_optimizer_cls = self.op_optimizer
+        self.architectural_weights = nn.ParameterList()
+        self.graph: Optional[SuperNet] = None
+        self.scope = None
+        self.num_classes = None
+        self.in_channels = None
+
+    # ------------------------------------------------------------- NASLib statics
+    @staticmethod
+    def add_alphas(edge) -> None:
+        """Give ``edge`` its architecture weights: ``1e-3 * randn(number of candidate ops)``.
+
+        ``edge`` is anything with a ``data`` mapping (or attribute holder) that lists the
+        candidate op names under ``ops``; the alphas are stored under ``alpha``.
+        """
+        data = edge.data
+        ops = data["ops"] if isinstance(data, dict) else data.ops
+        alpha = nn.Parameter(1e-3 * torch.randn(len(ops)))
+        if isinstance(data, dict):
+            data["alpha"] = alpha
+        else:
+            data.alpha = alpha
+
+    @staticmethod
+    def update_ops(edge) -> None:
+        """Replace the candidate op names of ``edge`` by a MixedOp (``data.op``).
+
+        The edge data must provide ``ops`` (names) and ``op_builder(name, edge)``.
+        """
+        data = edge.data
+        get = data.get if isinstance(data, dict) else lambda k: getattr(data, k)
+        op = MixedOp(get("ops"), get("op_builder"), (edge.head, edge.tail) if hasattr(edge, "head") else (0, 0))
+        if isinstance(data, dict):
+            data["op"] = op
+        else:
+            data.op = op
+
+    # ------------------------------------------------------------------ adapting
+    def adapt_search_space(self, search_space: SearchSpace, dataset: Any, scope: Optional[Any] = None, **kwargs):
+        """Build the supernet of ``search_space`` for ``dataset`` and both optimizers.
+
+        ``scope``: the cell types that get architecture weights (a name or a list;
+        ``None``: all). Other cell types mix their ops uniformly and stay fixed.
+        """
+        if not isinstance(search_space, SearchSpace):
+            raise NasframeError(f"adapt_search_space needs a nasframe SearchSpace, got {type(search_space).__name__}")
+        info = dataset_info(dataset)
+        specs = search_space.cell_specs()
+        if isinstance(scope, str):
+            scope = [scope]
+        if scope is not None:
+            unknown = sorted(set(scope) - set(specs))
+            if unknown:
+                raise NasframeError(f"scope names cell type {unknown[0]!r}; this space has: {', '.join(specs)}")
+        self.search_space = search_space
+        self.dataset = info.name
+        self.scope = None if scope is None else list(scope)
+        self.num_classes, self.in_channels = info.num_classes, info.in_channels
+
+        class _Edge:
+            def __init__(self, spec):
+                self.data = {"ops": spec.ops}
+
+        alphas = {}
+        for name, spec in specs.items():
+            rows = []
+            for _ in spec.edges:
+                e = _Edge(spec)
+                self.add_alphas(e)
+                rows.append(e.data["alpha"].data)
+            alphas[name] = torch.stack(rows)
+        network = search_space.build_network(
+            mixed_cell_factory(self.fused), num_classes=info.num_classes, in_channels=info.in_channels, search=True
+        )
+        self.graph = SuperNet(network, specs, alphas, scope=self.scope)
+        self.architectural_weights = nn.ParameterList(self.graph.arch_parameters())
+        self.op_optimizer = self._make_op_optimizer(self.graph.weights())
+        self.arch_optimizer = self._make_arch_optimizer(self.graph.arch_parameters())
+
+    def _make_op_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        cls = self._op_optimizer_cls
+        kwargs: dict[str, Any] = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
+        if _accepts(cls, "momentum"):
+            kwargs["momentum"] = self.momentum
+        return cls(list(params), **kwargs)
+
+    def _make_arch_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        cls = self.arch_optimizer if isinstance(self.arch_optimizer, type) else type(self.arch_optimizer)
+        kwargs: dict[str, Any] = {"lr": self.arch_learning_rate, "weight_decay": self.arch_weight_decay}
+        if _accepts(cls, "betas"):
+            kwargs["betas"] = ARCH_BETAS
+        if not params:  # every cell type out of scope: nothing to learn, keep a valid optimizer
+            params = [nn.Parameter(torch.zeros(0))]
+        return cls(params, **kwargs)
+
+    def _require_graph(self) -> SuperNet:
+        if self.graph is None:
+            raise NasframeError("call adapt_search_space(search_space, dataset) before using the optimizer")
+        return self.graph
+
+    def before_training(self) -> None:
+        """Move the supernet and the alphas to ``self.device``; start all ranks alike."""
+        graph = self._require_graph()
+        graph.to(self.device)
+        graph.train()
+        distributed.broadcast_(list(graph.parameters()) + list(graph.buffers()))
+
+    def new_epoch(self, epoch: int) -> None:
+        """Log the softmaxed alphas and the current genotype."""
+        graph = self._require_graph()
+        for name, w in graph.arch_weights().items():
+            log.info("epoch %d: %s alphas (softmax)\n%s", epoch, name, _format_matrix(w))
+        log.info("epoch %d: genotype %s", epoch, self.get_genotype())
+
+    # ---------------------------------------------------------------------- steps
+    def step(self, data_train, data_val):
+        """One DARTS step: architecture on ``data_val``, then weights on ``data_train``."""
+        graph = self._require_graph()
+        x_train, y_train = (t.to(self.device, non_blocking=True) for t in data_train)
+        x_val, y_val = (t.to(self.device, non_blocking=True) for t in data_val)
+        alphas = graph.arch_parameters()
+        weights = [p for p in graph.weights() if p.requires_grad]
+
+        # architecture step
+        if alphas:
+            if self.unrolled:
+                logits_val, loss_val, grads = self._unrolled_alpha_grads(x_train, y_train, x_val, y_val, weights, alphas)
+            else:
+                logits_val = graph(x_val)
+                loss_val = self.loss(logits_val, y_val)
+                grads = torch.autograd.grad(loss_val, alphas)
+            distributed.all_reduce_mean_(grads)
+            for a, g in zip(alphas, grads):
+                a.grad = g
+            self.arch_optimizer.step()
+        else:
+            with torch.no_grad():
+                logits_val = graph(x_val)
+                loss_val = self.loss(logits_val, y_val)
+
+        # weight step
+        logits_train = graph(x_train)
+        loss_train = self.loss(logits_train, y_train)
+        grads = torch.autograd.grad(loss_train, weights, allow_unused=True)
+        distributed.all_reduce_mean_(grads)
+        for w, g in zip(weights, grads):
+            w.grad = g
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(weights, self.grad_clip)
+        self.op_optimizer.step()
+        return logits_train.detach(), logits_val.detach(), loss_train.detach(), loss_val.detach()
+
+    def current_lr(self) -> float:
+        return float(self.op_optimizer.param_groups[0]["lr"])
+
+    def _unrolled_alpha_grads(self, x_train, y_train, x_val, y_val, weights, alphas):
+        """The second-order architecture gradient of the paper (finite-difference Hessian term).
+
+        w' = w - xi (momentum * m + grad_w L_train(w) + wd * w); dalpha = grad_alpha L_val(w');
+        v = grad_w' L_val(w'); eps = 0.01 / ||v||; the result is
+        dalpha - xi (grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps).
+        """
+        graph = self.graph
+        xi = self.current_lr()
+        group = self.op_optimizer.param_groups[0]
+        momentum = group.get("momentum", 0.0) or 0.0
+        wd = group.get("weight_decay", 0.0) or 0.0
+        n_w = len(weights)
+
+        g_train = torch.autograd.grad(self.loss(graph(x_train), y_train), weights, allow_unused=True)
+        g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)]
+        distributed.all_reduce_mean_(g_train)
+        with torch.no_grad():
+            backup = [w.detach().clone() for w in weights]
+            for w, g in zip(weights, g_train):
+                step = g + wd * w if wd else g
+                buf = self.op_optimizer.state.get(w, {}).get("momentum_buffer") if momentum else None
+                if buf is not None:
+                    step = step + momentum * buf
+                w.sub_(xi * step)
+
+        logits_val = graph(x_val)
+        loss_val = self.loss(logits_val, y_val)
+        grads = torch.autograd.grad(loss_val, list(alphas) + weights, allow_unused=True)
+        dalpha = list(grads[: len(alphas)])
+        v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
+        distributed.all_reduce_mean_(dalpha + v)
+
+        with torch.no_grad():
+            for w, b in zip(weights, backup):
+                w.copy_(b)
+            eps = 0.01 / torch.sqrt(sum((t.double() ** 2).sum() for t in v)).clamp_min(1e-12).item()
+            for w, vv in zip(weights, v):
+                w.add_(vv, alpha=eps)
+        g_pos = torch.autograd.grad(self.loss(graph(x_train), y_train), alphas)
+        with torch.no_grad():
+            for w, vv in zip(weights, v):
+                w.sub_(vv, alpha=2 * eps)
+        g_neg = torch.autograd.grad(self.loss(graph(x_train), y_train), alphas)
+        distributed.all_reduce_mean_(list(g_pos) + list(g_neg))
+        with torch.no_grad():
+            for w, b in zip(weights, backup):
+                w.copy_(b)
+            out = [da - (xi / (2 * eps)) * (gp - gn) for da, gp, gn in zip(dalpha, g_pos, g_neg)]
+        assert n_w == len(weights)
+        return logits_val, loss_val, out
+
+    # ------------------------------------------------------------------- results
+    def get_genotype(self):
+        """The genotype of the current alphas (no network is built)."""
+        graph = self._require_graph()
+        with torch.no_grad():
+            weights = graph.arch_weights()
+        choices = {name: discretize_cell(spec, weights[name]) for name, spec in graph.specs.items()}
+        return self.search_space.make_genotype(choices)
+
+    def get_final_architecture(self) -> nn.Module:
+        """The discretized network, inheriting the supernet's weights; ``.genotype`` names it."""
+        graph = self._require_graph()
+        genotype = self.get_genotype()
+        choices = self.search_space.genotype_choices(genotype)
+        network = self.search_space.build_network(
+            discrete_cell_factory(choices), num_classes=self.num_classes, in_channels=self.in_channels, search=True
+        )
+        source = graph.network.state_dict()
+        target = network.state_dict()
+        missing = [k for k in target if k not in source or source[k].shape != target[k].shape]
+        if missing:
+            raise RuntimeError(f"discrete network does not match the supernet at {missing[:3]}")
+        network.load_state_dict({k: source[k] for k in target})
+        network.genotype = genotype
+        return network.to(self.device)
+
+    def get_op_optimizer(self) -> type:
+        return self._op_optimizer_cls
+
+    def get_checkpointables(self) -> dict[str, Any]:
+        graph = self._require_graph()
+        return {
+            "model": graph,
+            "arch_weights": self.architectural_weights,
+            "op_optimizer": self.op_optimizer,
+            "arch_optimizer": self.arch_optimizer,
+        }
+
+    def get_model_size(self) -> float:
+        graph = self._require_graph()
+        return sum(p.numel() for p in graph.weights()) / 1e6
+
+    def test_statistics(self) -> Optional[float]:
+        if self.graph is None or self.search_space is None:
+            return None
+        return self.search_space.test_statistics(self.get_genotype(), self.dataset)
+
+    def arch_weights_json(self) -> dict[str, list]:
+        """The raw alphas as nested lists, by cell type."""
+        return {name: a.detach().cpu().tolist() for name, a in self._require_graph().alphas.items()}
+
+    def softmax_json(self) -> dict[str, list]:
+        with torch.no_grad():
+            return {name: w.cpu().tolist() for name, w in self._require_graph().arch_weights().items()}
+
+
+def _format_matrix(w: torch.Tensor) -> str:
+    return "\n".join("  " + " ".join(f"{v:.4f}" for v in row) for row in w.detach().cpu().tolist())
