@@ -1,0 +1,244 @@
+"""The loop shared by ``nasframe run`` (search) and ``nasframe train`` (from scratch).
+
+:func:`execute` builds the job, then per epoch: reseeds every generator from
+``(seed, epoch)``, sets the learning rate of the cosine schedule, runs the steps, checks the
+losses are finite, calls the observers, writes ``checkpoint.pt`` atomically and appends a
+line to ``metrics.jsonl``. Because an epoch depends only on the checkpoint before it and
+``(seed, epoch)``, a resumed run ends exactly where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from . import distributed
+from .checkpoint import FORMAT, VERSION, load_checkpoint, restore, save_atomic, state_of
+from .config import Config, dump_config
+from .data import _mix
+from .errors import DivergenceError, NasframeError
+from .plugins import PluginHost
+from .rundir import CHECKPOINT, RunDir
+
+log = logging.getLogger("nasframe")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise NasframeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise NasframeError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def cosine_lr(epoch: int, epochs: int, lr_max: float, lr_min: float) -> float:
+    """The learning rate of ``epoch`` (0-based) under cosine decay from lr_max towards lr_min."""
+    if epochs <= 0:
+        return lr_max
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+class RunContext:
+    """What observers see: the config, the plugin host, the job, the run directory."""
+
+    def __init__(self, config: Config, host: PluginHost, run_dir: Optional[RunDir], device: torch.device):
+        self.config = config
+        self.host = host
+        self.run_dir = run_dir
+        self.device = device
+        self.job: Any = None
+        self.epoch = 0
+        self.stop_reason: Optional[str] = None
+
+    @property
+    def optimizer(self):
+        return getattr(self.job, "optimizer", None)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current epoch (early stopping)."""
+        self.stop_reason = reason
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain log lines otherwise."""
+
+    def __init__(self, total: int, epoch: int, epochs: int, enabled: bool):
+        self.total, self.epoch, self.epochs = total, epoch, epochs
+        self.bar = None
+        self.enabled = enabled
+        self._next_line = 0
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
+
+    def update(self, step: int, **values: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+        elif step + 1 >= self._next_line or step + 1 == self.total:
+            shown = " ".join(f"{k} {v:.4f}" for k, v in values.items())
+            log.info("epoch %d/%d step %d/%d %s", self.epoch + 1, self.epochs, step + 1, self.total, shown)
+            self._next_line = step + 1 + max(1, self.total // 4)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _setup_logging(run_dir: Optional[RunDir], quiet: bool) -> list[logging.Handler]:
+    root = logging.getLogger("nasframe")
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    handlers: list[logging.Handler] = []
+    if not quiet:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        # the console shows the loop's own lines; plugins' details (alphas...) go to log.txt
+        console.addFilter(lambda record: record.name == "nasframe")
+        handlers.append(console)
+    if run_dir is not None:
+        handlers.append(run_dir.log_handler())
+    for h in handlers:
+        root.addHandler(h)
+    return handlers
+
+
+def execute(
+    config: Config,
+    host: PluginHost,
+    *,
+    out: Optional[Path] = None,
+    resume: Optional[Path] = None,
+    quiet: bool = False,
+) -> dict:
+    """Run ``config`` (a search, or training when ``config.command == 'train'``); return result.json."""
+    device = resolve_device(config.run.device)
+    distributed.init_from_env(device)
+    main = distributed.is_main()
+    checkpoint = None
+    run_dir: Optional[RunDir] = None
+    if resume is not None:
+        rd = RunDir.open_existing(resume)
+        if (rd.path / CHECKPOINT).exists():
+            checkpoint = load_checkpoint(rd.path / CHECKPOINT)
+        run_dir = rd if main else None
+    elif main:
+        from .rundir import default_run_dir
+
+        run_dir = RunDir.create(out if out is not None else default_run_dir(config.command))
+    distributed.barrier()
+
+    ctx = RunContext(config, host, run_dir, device)
+    handlers = _setup_logging(run_dir, quiet or not main)
+    try:
+        return _execute(ctx, checkpoint, main)
+    finally:
+        for h in handlers:
+            logging.getLogger("nasframe").removeHandler(h)
+            h.close()
+
+
+def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
+    config, host, run_dir = ctx.config, ctx.host, ctx.run_dir
+    seed_everything(config.run.seed)
+    if config.command == "train":
+        from .train import TrainJob
+
+        job = TrainJob(ctx)
+    else:
+        from .search import SearchJob
+
+        job = SearchJob(ctx)
+    ctx.job = job
+    start_epoch, history, elapsed = 0, [], 0.0
+    if checkpoint is not None:
+        if checkpoint.get("kind") != job.kind:
+            raise NasframeError(f"checkpoint in {run_dir.path if run_dir else '?'} is of a {checkpoint.get('kind')} run, not {job.kind}")
+        restore(job.checkpointables(), checkpoint["state"], Path(run_dir.path if run_dir else ".") / CHECKPOINT)
+        start_epoch = int(checkpoint["epoch"])
+        history = list(checkpoint.get("history", []))
+        elapsed = float(checkpoint.get("elapsed", 0.0))
+        if run_dir is not None:
+            run_dir.rewrite_metrics(history)
+        log.info("resumed %s at epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
+    elif run_dir is not None:
+        run_dir.write_config(dump_config(job.resolved_config()))
+        log.info("%s", job.describe())
+        log.info("run directory: %s", run_dir.path)
+
+    host.hook.nasframe_search_start(run=ctx)
+    epochs = config.run.epochs
+    for epoch in range(start_epoch, epochs):
+        ctx.epoch = epoch
+        t0 = time.perf_counter()
+        seed_everything(_mix(config.run.seed, epoch, 99) % 2**62)
+        host.hook.nasframe_epoch_start(run=ctx, epoch=epoch)
+        progress = Progress(job.steps_in_epoch(epoch), epoch, epochs, enabled=main and not ctx.job.quiet_steps)
+        try:
+            metrics = job.run_epoch(epoch, progress)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        metrics["seconds"] = round(seconds, 3)
+        host.hook.nasframe_epoch_end(run=ctx, epoch=epoch, metrics=metrics)
+        history.append(metrics)
+        if run_dir is not None:
+            save_atomic(
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "kind": job.kind,
+                    "epoch": epoch + 1,
+                    "state": state_of(job.checkpointables()),
+                    "history": history,
+                    "elapsed": elapsed,
+                    "config": ctx.config.to_dict(),
+                },
+                run_dir.file(CHECKPOINT),
+            )
+            run_dir.append_metrics(metrics)
+        log.info("%s", job.epoch_line(metrics, epochs))
+        distributed.barrier()
+        if ctx.stop_reason:
+            log.info("stopping after epoch %d: %s", epoch + 1, ctx.stop_reason)
+            break
+
+    result = job.final_result(history, elapsed)
+    if ctx.stop_reason:
+        result["stopped_early"] = ctx.stop_reason
+    host.hook.nasframe_search_end(run=ctx, result=result)
+    if run_dir is not None:
+        run_dir.write_result(result)
+    for line in job.summary_lines(result):
+        log.info("%s", line)
+    return result
+
+
+def check_finite(value: float, what: str, epoch: int, step: int, run_dir: Optional[RunDir]) -> None:
+    if not math.isfinite(value):
+        where = f"the last good checkpoint is kept in {run_dir.path}" if run_dir else "no checkpoint was written"
+        raise DivergenceError(
+            f"{what} became {value} at epoch {epoch + 1} step {step + 1}; the run stopped and {where}; "
+            f"lower the learning rate or check the data"
+        )
+

@@ -1,0 +1,96 @@
+"""``nasframe show`` and ``nasframe plot``: reading a run directory back."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import NasframeError
+from .rundir import CONFIG, RunDir
+
+
+def _open(path: str) -> RunDir:
+    p = Path(path).expanduser()
+    if not p.is_dir() or not (p / CONFIG).is_file():
+        raise NasframeError(f"{p} is not a nasframe run directory (no {CONFIG})")
+    return RunDir(p)
+
+
+def summary(run: RunDir) -> dict:
+    from .config import load_config_file
+
+    cfg = load_config_file(run.file(CONFIG))
+    metrics = run.read_metrics()
+    result = run.read_result()
+    epochs = (cfg.get("run") or {}).get("epochs")
+    return {
+        "run_dir": str(run.path),
+        "command": cfg.get("command", "run"),
+        "optimizer": (cfg.get("optimizer") or {}).get("name"),
+        "search_space": (cfg.get("search_space") or {}).get("name"),
+        "dataset": (cfg.get("dataset") or {}).get("name"),
+        "epochs_done": len(metrics),
+        "epochs": epochs,
+        "finished": result is not None,
+        "last_epoch": metrics[-1] if metrics else None,
+        "result": result,
+    }
+
+
+def cmd_show(host, args) -> int:
+    run = _open(args.run_dir)
+    info = summary(run)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    state = "finished" if info["finished"] else "stopped (continue with --resume)"
+    print(f"run        {info['run_dir']} ({info['command']}, {state})")
+    if info["command"] != "train":
+        print(f"search     {info['optimizer']} on {info['search_space']}, dataset {info['dataset']}")
+    else:
+        print(f"train      {info['search_space']}, dataset {info['dataset']}")
+    print(f"epochs     {info['epochs_done']} of {info['epochs']}")
+    last = info["last_epoch"]
+    if last:
+        shown = ", ".join(
+            f"{k} {last[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
+            if isinstance(last.get(k), (int, float))
+        )
+        print(f"last epoch {shown}")
+    result = info["result"] or {}
+    genotype = result.get("genotype") or (last or {}).get("genotype")
+    if genotype:
+        print(f"genotype   {genotype}")
+    bench = result.get("benchmark") or (last or {}).get("benchmark")
+    if bench and bench.get("test_accuracy") is not None:
+        print(f"benchmark  {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%")
+    for key, label in (("model_size_mb", "model size (MB)"), ("params", "parameters"), ("test_acc", "test accuracy")):
+        if result.get(key) is not None:
+            print(f"{label:10s} {result[key]}")
+    return 0
+
+
+def cmd_plot(host, args) -> int:
+    run = _open(args.run_dir)
+    metrics = run.read_metrics()
+    if not metrics:
+        raise NasframeError(f"{run.path} has no epochs in metrics.jsonl yet; nothing to plot")
+    out = Path(args.out).expanduser() if args.out else run.path / "plots"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NasframeError(f"cannot create {out}: {exc.strerror or exc}") from None
+    from .config import load_config_file
+    from .plotting import plot_alphas, plot_cells
+
+    cfg = load_config_file(run.file(CONFIG))
+    written = plot_alphas(metrics, out)
+    result = run.read_result() or {}
+    genotype = result.get("genotype") or metrics[-1].get("genotype")
+    space_name = (cfg.get("search_space") or {}).get("name")
+    if genotype and space_name:
+        space_settings = {k: v for k, v in (cfg.get("search_space") or {}).items() if k != "name"}
+        space = host.create("search_space", space_name, **space_settings)
+        written += plot_cells(space, space.parse_genotype(genotype), out)
+    for path in written:
+        print(path)
+    return 0

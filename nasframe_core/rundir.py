@@ -1,0 +1,125 @@
+"""The run directory: what a finished or stopped run leaves behind.
+
+``config.yaml`` (the resolved configuration), ``log.txt``, ``metrics.jsonl`` (one line per
+epoch), ``checkpoint.pt`` (written atomically after every epoch) and ``result.json`` (at the
+end). A directory that already holds a run is never reused: continue it with ``--resume``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .checkpoint import write_text_atomic
+from .errors import NasframeError
+
+CONFIG = "config.yaml"
+LOG = "log.txt"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, RESULT)
+
+
+def default_run_dir(command: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{command}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats (not JSON) by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: Path) -> "RunDir":
+        """A new run directory; refuses one that holds a run, or one it cannot write."""
+        path = Path(path).expanduser()
+        if path.exists() and not path.is_dir():
+            raise NasframeError(f"--out {path} is a file; name a new directory")
+        if path.is_dir() and any((path / f).exists() for f in RUN_FILES):
+            raise NasframeError(f"--out {path} already holds a run; continue it with --resume {path} or pick a new --out")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise NasframeError(f"cannot write the run directory {path}: {exc.strerror or exc}; pick a writable --out") from None
+        return cls(path)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> "RunDir":
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise NasframeError(f"--resume {path}: no such run directory")
+        if not (path / CONFIG).is_file():
+            raise NasframeError(f"--resume {path}: not a nasframe run (no {CONFIG})")
+        if not os.access(path, os.W_OK):
+            raise NasframeError(f"--resume {path}: the run directory is not writable")
+        return cls(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, text: str) -> None:
+        write_text_atomic(self.file(CONFIG), text)
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.file(METRICS), "a") as f:
+            f.write(json.dumps(json_safe(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rewrite_metrics(self, records: Iterable[dict]) -> None:
+        text = "".join(json.dumps(json_safe(r)) + "\n" for r in records)
+        write_text_atomic(self.file(METRICS), text)
+
+    def write_result(self, result: dict) -> None:
+        write_text_atomic(self.file(RESULT), json.dumps(json_safe(result), indent=2) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        path = self.file(METRICS)
+        if not path.is_file():
+            return []
+        out = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise NasframeError(f"{path} line {n} is not JSON; the file is damaged") from None
+        return out
+
+    def read_result(self) -> Optional[dict]:
+        path = self.file(RESULT)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise NasframeError(f"{path} is not valid JSON; the file is damaged") from None
+
+    def log_handler(self) -> logging.Handler:
+        handler = logging.FileHandler(self.file(LOG), mode="a")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        return handler

@@ -1,0 +1,189 @@
+"""Training a found architecture from scratch (``nasframe train``).
+
+The space supplies the network of a genotype and its evaluation recipe (``train_recipe``:
+the DARTS space uses the paper's 600 epochs, batch 96, C=36, 20 cells, auxiliary head 0.4,
+drop-path 0.2, cutout 16; NB201 its own 200-epoch recipe). Every setting can be overridden.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import distributed
+from .cells import discrete_cell_factory
+from .config import Config
+from .engine import RunContext, check_finite, cosine_lr
+from .errors import NasframeError
+from .genotype import read_genotype_text
+from .search import JobBase
+
+log = logging.getLogger("nasframe")
+
+
+def apply_recipe(cfg: Config, host) -> None:
+    """Set the defaults of training for ``cfg.search_space.name`` from the space's recipe."""
+    reg = host.get("search_space", cfg.search_space.name)
+    for key, value in (getattr(reg.factory, "train_recipe", None) or {}).items():
+        cfg.set(key, value)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters of ``model`` without its auxiliary head (as papers count them)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary."))
+
+
+class TrainJob(JobBase):
+    kind = "train"
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        cfg = self.config
+        if not cfg.genotype:
+            raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
+        self.genotype = self.space.parse_genotype(read_genotype_text(cfg.genotype))
+        final = getattr(self.space, "final_network", None)
+        if final is not None:
+            model = final(self.genotype, num_classes=self.info.num_classes, in_channels=self.info.in_channels)
+        else:
+            model = self.space.build_network(
+                discrete_cell_factory(self.space.genotype_choices(self.genotype)),
+                num_classes=self.info.num_classes, in_channels=self.info.in_channels, search=False,
+            )
+        self.model = model.to(self.device)
+        distributed.broadcast_(list(self.model.parameters()) + list(self.model.buffers()))
+        run = cfg.run
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=run.learning_rate, momentum=run.momentum,
+            weight_decay=run.weight_decay, nesterov=run.nesterov and run.momentum > 0,
+        )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=run.label_smoothing)
+        self.train_data = self.to_device(self.splits.train)
+        if self.splits.test is None:
+            raise NasframeError(f"dataset {self.info.name!r} has no test split to report accuracy on")
+        self.test_data = self.to_device(self.splits.test)
+        b = run.batch_size * self.world
+        self._steps = len(self.train_data) // b
+        if self._steps < 1:
+            raise NasframeError(f"{len(self.train_data)} training images are fewer than one batch of {b}; lower --batch-size")
+        if run.steps_per_epoch:
+            self._steps = min(self._steps, run.steps_per_epoch)
+        self.params = count_parameters(self.model)
+
+    def describe(self) -> str:
+        c = self.config
+        return (
+            f"train: {c.search_space.name} genotype {self.genotype} on {self.info.name} "
+            f"({len(self.train_data)} train / {len(self.test_data)} test), {self.params / 1e6:.3f}M parameters, "
+            f"{c.run.epochs} epochs x {self._steps} steps, batch {c.run.batch_size}, device {self.device}, seed {c.run.seed}"
+        )
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        return self._steps
+
+    def checkpointables(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def run_epoch(self, epoch: int, progress) -> dict:
+        run = self.config.run
+        lr = cosine_lr(epoch, run.epochs, run.learning_rate, run.lr_min) if run.scheduler == "cosine" else run.learning_rate
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        drop = run.drop_path_prob * epoch / max(1, run.epochs)
+        if hasattr(self.model, "set_drop_path"):
+            self.model.set_drop_path(drop)
+        else:
+            for m in self.model.modules():
+                if hasattr(m, "drop_prob"):
+                    m.drop_prob = drop
+        self.model.train()
+        batches = self.batches(self.train_data, epoch, 0, self.augment)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        with_aux = hasattr(self.model, "forward_with_aux") and run.auxiliary_weight > 0
+        sync_every = 1 if self.device.type == "cpu" else 25
+        for i in range(self._steps):
+            x, y = self.shard(batches.batch(i))
+            self.optimizer.zero_grad(set_to_none=True)
+            if with_aux:
+                logits, aux = self.model.forward_with_aux(x)
+                loss = self.criterion(logits, y)
+                total = loss + run.auxiliary_weight * self.criterion(aux, y) if aux is not None else loss
+            else:
+                logits = self.model(x)
+                loss = total = self.criterion(logits, y)
+            total.backward()
+            distributed.all_reduce_mean_([p.grad for p in params])
+            if run.grad_clip:
+                nn.utils.clip_grad_norm_(params, run.grad_clip)
+            self.optimizer.step()
+            with torch.no_grad():
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                     torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+            if (i + 1) % sync_every == 0 or i + 1 == self._steps:
+                value = float(loss)
+                check_finite(value, "the training loss", epoch, i, self.ctx.run_dir)
+                progress.update(i, loss=value)
+        s = sums.tolist()
+        test_loss, test_acc = self.evaluate()
+        return {
+            "epoch": epoch,
+            "lr": lr,
+            "drop_path_prob": drop,
+            "train_loss": s[0] / s[2],
+            "train_acc": 100.0 * s[1] / s[2],
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+        }
+
+    def evaluate(self) -> tuple[float, float]:
+        self.model.eval()
+        batches = self.batches(self.test_data, 0, 2, None, shuffle=False, drop_last=False)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for x, y in batches:
+                logits = self.model(x)
+                loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
+                correct += (logits.argmax(1) == y).sum()
+        self.model.train()
+        n = len(self.test_data)
+        return float(loss_sum) / n, 100.0 * float(correct) / n
+
+    def epoch_line(self, m: dict, epochs: int) -> str:
+        return (
+            f"epoch {m['epoch'] + 1}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.2f}%, "
+            f"test loss {m['test_loss']:.4f} acc {m['test_acc']:.2f}%, lr {m['lr']:.5f}, {m['seconds']:.1f}s"
+        )
+
+    def final_result(self, history: list[dict], elapsed: float) -> dict:
+        c = self.config
+        last = history[-1] if history else {}
+        if self.ctx.run_dir is not None:
+            torch.save(self.model.state_dict(), self.ctx.run_dir.file("model.pt"))
+        result = {
+            "genotype": str(self.genotype),
+            "search_space": c.search_space.name,
+            "dataset": self.info.name,
+            "params": self.params,
+            "params_mb": self.params / 1e6,
+            "test_acc": last.get("test_acc"),
+            "best_test_acc": max((h["test_acc"] for h in history), default=None),
+            "train_acc": last.get("train_acc"),
+            "epochs": len(history),
+            "seed": c.run.seed,
+            "seconds": round(elapsed, 3),
+        }
+        return result
+
+    def summary_lines(self, result: dict) -> list[str]:
+        lines = [f"trained {result['genotype']}"]
+        if result.get("test_acc") is not None:
+            lines.append(f"test accuracy {result['test_acc']:.2f}% with {result['params_mb']:.3f}M parameters")
+        if self.ctx.run_dir is not None:
+            lines.append(f"results in {self.ctx.run_dir.path}")
+        return lines
+
+

@@ -1,0 +1,32 @@
+"""Shared fixtures. Data from ../shared/data is read in place, never copied."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NASFRAME_SHARED_DATA", REPO.parent / "shared" / "data"))
+NB201_CSV = SHARED_DATA / "nb201" / "nb201_200ep.csv"
+CIFAR10_JPEG = SHARED_DATA / "cifar10_jpeg"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"test data {path} is missing: put the shared data folder beside the repository "
+            f"or point NASFRAME_SHARED_DATA at it"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def nb201_csv() -> Path:
+    """The 200-epoch NAS-Bench-201 table shipped beside the repository."""
+    return _require(NB201_CSV)
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_dir() -> Path:
+    return _require(CIFAR10_JPEG)
