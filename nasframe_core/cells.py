@@ -36,17 +36,24 @@ class CellBase(nn.Module):
 
 
 class ChosenOp(nn.Module):
-    """The op of one kept edge, stored under its name like a MixedOp's candidates."""
+    """The op of one kept edge, stored under its name like a MixedOp's candidates.
+
+    The op is registered once, as ``ops.<name>``, so the state dict has exactly the keys of
+    the supernet's chosen candidate (``op`` reads it back without registering it again).
+    """
 
     def __init__(self, name: str, op: nn.Module):
         super().__init__()
         self.name = name
         self.ops = nn.ModuleDict({name: op})
-        self.op = op
         self.is_identity = isinstance(op, nn.Identity)
 
+    @property
+    def op(self) -> nn.Module:
+        return self.ops[self.name]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        return self.ops[self.name](x)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

@@ -122,11 +122,9 @@ def config_from_args(host: PluginHost, args, command: str):
     from .config import Config, load_config_file
 
     if args.resume:
-        from .rundir import CONFIG
+        from .rundir import CONFIG, RunDir
 
-        path = Path(args.resume).expanduser() / CONFIG
-        if not path.is_file():
-            raise NasframeError(f"--resume {args.resume}: not a nasframe run directory (no {CONFIG})")
+        path = RunDir.open_existing(Path(args.resume)).file(CONFIG)
         cfg = Config.from_dict(load_config_file(path), str(path))
         refused = [f for f in ("optimizer", "search_space", "dataset", "batch_size", "steps_per_epoch", "seed",
                                "config", "out", "genotype")
@@ -216,11 +214,12 @@ def cmd_query(host: PluginHost, args) -> int:
         print(json.dumps(out, indent=2))
         return 0
     for key, value in arch_info.items():
-        print(f"{key:16s} {value}")
+        if value is not None:  # e.g. no index in a table without an index order
+            print(f"{key:16s} {value}")
     print(f"{'dataset':16s} {args.dataset}")
     notes = getattr(bench, "metric_notes", lambda d: {})(args.dataset)
     for key, value in metrics.items():
-        shown = f"{value:.2f}" if "accuracy" in key else f"{value:.6g}"
+        shown = f"{value:.2f}" if "accuracy" in key else f"{value:.10g}"
         note = f"  ({notes[key]})" if key in notes else ""
         print(f"{key:16s} {shown}{note}")
     return 0

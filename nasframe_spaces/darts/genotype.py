@@ -117,9 +117,12 @@ def _literal(node: ast.AST, field: str) -> Any:
     # range(a, b) is how the original search code prints the concat fields
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
         try:
-            return list(range(*[ast.literal_eval(a) for a in node.args]))
+            span = range(*[ast.literal_eval(a) for a in node.args])
         except (ValueError, TypeError):
             raise NasframeError(f"genotype field {field!r} has a range() that does not evaluate") from None
+        if len(span) > 2 * STEPS:  # never materialise a huge range: no cell has that many nodes
+            raise NasframeError(f"genotype field {field!r} must be [2, 3, 4, 5] (every intermediate node), got {span}")
+        return list(span)
     try:
         return ast.literal_eval(node)
     except ValueError:

@@ -164,9 +164,9 @@ class NasBench201SearchSpace(SearchSpace):
 
     def parse_genotype(self, text: str) -> NB201Genotype:
         text = str(text).strip()
-        if text.isdigit():
-            from .tables import resolve_arch
+        from .tables import _is_int_text, resolve_arch
 
+        if _is_int_text(text):
             return resolve_arch(int(text), self._table())
         return NB201Genotype.from_str(text)
 

@@ -179,7 +179,7 @@ def resolve_arch(arch: Any, table: Optional["NB201Table"] = None) -> NB201Genoty
         return arch
     if isinstance(arch, str):
         text = arch.strip()
-        if text.isdigit():
+        if _is_int_text(text):
             return _arch_of_index(int(text), table)
         return NB201Genotype.from_str(text)
     if isinstance(arch, (tuple, list)):
@@ -206,6 +206,12 @@ def resolve_arch(arch: Any, table: Optional["NB201Table"] = None) -> NB201Genoty
         f"cannot read an NB201 architecture from {arch!r}; give an arch string "
         f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', 6 op indices or a benchmark index"
     )
+
+
+def _is_int_text(text: str) -> bool:
+    """Whether ``text`` spells an integer (``"42"``, ``"-1"``): it is meant as an index."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isdigit()
 
 
 def _arch_of_index(index: int, table: Optional["NB201Table"]) -> NB201Genotype:
@@ -372,6 +378,23 @@ class NB201Table(Benchmark):
         """The datasets this file holds numbers for (the others answer None)."""
         return self.datasets
 
+    def describe_arch(self, arch: Any) -> dict[str, Any]:
+        """``{'arch': arch string, 'index': benchmark index, or None where the file has no index order}``."""
+        genotype = resolve_arch(arch, self)
+        return {"arch": genotype.to_str(), "index": self.index_of(genotype) if self.has_index else None}
+
+    def metric_notes(self, dataset: str) -> dict[str, str]:
+        """What each metric of ``dataset`` means in this table (metric -> one-line note)."""
+        ds = normalize_dataset(dataset)
+        notes = dict(_COMMON_NOTES)
+        notes.update(_DATASET_NOTES[ds])
+        notes.update(self._format_notes(ds))
+        return notes
+
+    def _format_notes(self, dataset: str) -> dict[str, str]:
+        """Notes that hold for this file format only (overriding the general ones)."""
+        return {}
+
     def __len__(self) -> int:
         self._ensure_loaded()
         return self._len()
@@ -382,6 +405,48 @@ class NB201Table(Benchmark):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(format={self.format!r}, path={str(self.path)!r})"
+
+
+_COMMON_NOTES = {
+    PARAMS_MB: "parameters in millions, classifier included",
+    FLOPS_M: "FLOPs in millions",
+    LATENCY_S: "latency in seconds",
+    TRAIN_TIME_S: "simulated 200-epoch training time in seconds",
+}
+_DATASET_NOTES: dict[str, dict[str, str]] = {
+    C10: {
+        VALID_ACCURACY: "cifar10-valid's validation accuracy, trained on the 25k train split: select on this",
+        VALID_LOSS: "cifar10-valid's validation loss",
+        TEST_ACCURACY: "cifar10's test accuracy, trained on train+valid: report this",
+        TEST_LOSS: "cifar10's test loss",
+        TRAIN_ACCURACY: "cifar10's train accuracy, on train+valid",
+        TRAIN_LOSS: "cifar10's train loss, on train+valid",
+    },
+    C10V: {
+        VALID_ACCURACY: "x-valid accuracy: the 25k validation split, trained on the 25k train split",
+        VALID_LOSS: "x-valid loss: the 25k validation split",
+        TEST_ACCURACY: "test-set accuracy of the network trained on the 25k train split, not the reported cifar10 test",
+        TEST_LOSS: "test-set loss of the network trained on the 25k train split",
+        TRAIN_ACCURACY: "accuracy on the 25k train split",
+        TRAIN_LOSS: "loss on the 25k train split",
+    },
+    C100: {
+        VALID_ACCURACY: "x-valid accuracy: one 5k half of the CIFAR-100 test set",
+        VALID_LOSS: "x-valid loss",
+        TEST_ACCURACY: "x-test accuracy: the other 5k half",
+        TEST_LOSS: "x-test loss",
+        TRAIN_ACCURACY: "train accuracy",
+        TRAIN_LOSS: "train loss",
+    },
+    IN16: {
+        VALID_ACCURACY: "x-valid accuracy: one half of the ImageNet16-120 validation set",
+        VALID_LOSS: "x-valid loss",
+        TEST_ACCURACY: "x-test accuracy: the other half",
+        TEST_LOSS: "x-test loss",
+        TRAIN_ACCURACY: "train accuracy",
+        TRAIN_LOSS: "train loss",
+    },
+}
 
 
 class _ArrayTable(NB201Table):
@@ -445,6 +510,14 @@ class NB201CsvTable(_ArrayTable):
     def __init__(self, path: Union[str, os.PathLike]):
         super().__init__(path)
         self._code_of_row: array = array("l")
+
+    def _format_notes(self, dataset: str) -> dict[str, str]:
+        if dataset in (C100, IN16):
+            approx = ", approximate" if dataset == IN16 else ""
+            return {VALID_ACCURACY: f"x-valid accuracy, derived as 2 x valtest - test{approx}"}
+        if dataset == C10V:
+            return {TRAIN_TIME_S: "NATS train-all-time of the 200-epoch run, in simulated seconds"}
+        return {}
 
     @property
     def has_index(self) -> bool:
@@ -579,6 +652,17 @@ class NB201NaslibTable(_ArrayTable):
     def __init__(self, path: Union[str, os.PathLike]):
         super().__init__(path)
         self._present: tuple[str, ...] = ()
+
+    def _format_notes(self, dataset: str) -> dict[str, str]:
+        source = C10V if dataset in (C10, C10V) else dataset
+        notes = {
+            VALID_ACCURACY: f"{source}'s final-epoch eval_acc1es, NASLib's validation accuracy",
+            VALID_LOSS: f"{source}'s final-epoch eval_losses",
+            TRAIN_TIME_S: "NASLib's cost_info['train_time'], as stored",
+        }
+        if dataset == C10:
+            notes[VALID_ACCURACY] += ": select on this"
+        return notes
 
     @property
     def available_datasets(self) -> tuple[str, ...]:
@@ -727,6 +811,9 @@ class NB201NatsTable(NB201Table):
         self._code_of_index: array = array("l")
         self._index_of_code: array = array("l")
         self._cache: "OrderedDict[int, dict[tuple[str, str], float]]" = OrderedDict()
+
+    def _format_notes(self, dataset: str) -> dict[str, str]:
+        return {TRAIN_TIME_S: "the summed epoch train times of the 200-epoch run, in simulated seconds"}
 
     @property
     def has_index(self) -> bool:
