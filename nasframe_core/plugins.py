@@ -148,7 +148,7 @@ class PluginHost:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # SystemExit: a module that parses argv at import
                 self._fail(ep.name, f"import of {ep.value!r} failed: {_one_line(exc)}")
                 continue
             self.add_plugin(plugin, ep.name, _version_of(ep))
@@ -164,8 +164,9 @@ class PluginHost:
     def _collect(self, plugin: Any, plugin_name: str) -> list[Registration]:
         found: list[Registration] = []
         for kind, hook_name in _DISCOVERY_HOOK.items():
-            fn = getattr(plugin, hook_name, None)
-            if fn is None or hook_name not in _hook_names_of(self.pm, plugin):
+            # the implementation pluggy registered, whatever the function is called (specname=...)
+            impls = [i for i in getattr(self.pm.hook, hook_name).get_hookimpls() if i.plugin is plugin]
+            if not impls:
                 continue
 
             def register(name, factory, description="", _kind=kind, **options):
@@ -182,7 +183,8 @@ class PluginHost:
                     )
                 found.append(Registration(_kind, name, factory, plugin_name, description, dict(options)))
 
-            fn(register=register)
+            for impl in impls:
+                impl.function(register=register)
         return found
 
     def _fail(self, name: str, reason: str) -> None:
