@@ -229,8 +229,12 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
     host.hook.nasframe_search_end(run=ctx, result=result)
     if run_dir is not None:
         run_dir.write_result(result)
-    for line in job.summary_lines(result):
-        log.info("%s", line)
+    if main:
+        # the outcome is the command's output: stdout (also with --quiet), and the log file
+        summary = logging.getLogger("nasframe.summary")
+        for line in job.summary_lines(result):
+            summary.info("%s", line)
+            print(line, flush=True)
     return result
 
 

@@ -123,7 +123,7 @@ class TrainJob(JobBase):
                 sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
                                      torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
             if (i + 1) % sync_every == 0 or i + 1 == self._steps:
-                value = float(loss)
+                value = float(loss.detach())
                 check_finite(value, "the training loss", epoch, i, self.ctx.run_dir)
                 progress.update(i, loss=value)
         s = sums.tolist()

@@ -30,3 +30,9 @@ def nb201_csv() -> Path:
 @pytest.fixture(scope="session")
 def cifar10_jpeg_dir() -> Path:
     return _require(CIFAR10_JPEG)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_benchmark(monkeypatch):
+    """Tests attach benchmark tables explicitly; the environment of the caller does not leak in."""
+    monkeypatch.delenv("NASFRAME_NB201", raising=False)

@@ -163,9 +163,13 @@ def load_image_folder(path: Path) -> tuple[Splits, list[str]]:
             files = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
             got = _collect((p.relative_to(path).parts, p.read_bytes) for p in files)
         else:
-            with tarfile.open(path) as tar:
-                members = [m for m in tar.getmembers() if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
-                got = _collect((Path(m.name).parts, (lambda m=m: tar.extractfile(m).read())) for m in members)
+            # read members in archive order: seeking back in a compressed tar decompresses again
+            blobs = []
+            with tarfile.open(path, "r:*") as tar:
+                for m in tar:
+                    if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                        blobs.append((Path(m.name).parts, tar.extractfile(m).read()))
+            got = _collect((parts, (lambda b=b: b)) for parts, b in blobs)
     except NasframeError as exc:
         raise NasframeError(f"{path}: {exc}; expected train/<class>/<image> (and test/<class>/<image>)") from None
     except (tarfile.TarError, OSError, EOFError) as exc:

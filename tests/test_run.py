@@ -1,0 +1,281 @@
+"""`nasframe run` end to end: outputs, resume, refusals and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasframe_core.cli import main
+from nasframe_core.config import Config
+from nasframe_core.engine import execute
+from nasframe_core.errors import DivergenceError
+from nasframe_core.hookspecs import hookimpl
+from nasframe_core.plugins import make_plugin_manager
+
+BASE = ["--set", "search_space.C=4", "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet"]
+TINY = ["--dataset", "synthetic", "--set", "dataset.n_train=64", "--set", "dataset.n_test=16",
+        "--set", "dataset.image_size=8", *BASE]
+
+
+def nasframe(*args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "NASFRAME_NB201"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "nasframe_core.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("nasframe: error:"), lines[0]
+    return lines[0]
+
+
+def test_run_writes_the_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "3", "--out", str(out)])
+    assert code == 0
+    for name in ("config.yaml", "log.txt", "metrics.jsonl", "checkpoint.pt", "result.json"):
+        assert (out / name).is_file(), name
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [0, 1]
+    for m in lines:
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "alphas", "genotype", "seconds"):
+            assert key in m, key
+        assert "test_statistics" in m
+        rows = m["alphas"]["cell"]
+        assert len(rows) == 6 and all(abs(sum(r) - 1) < 1e-5 for r in rows)  # softmaxed per edge
+    assert lines[0]["lr"] == pytest.approx(0.025)
+    assert lines[1]["lr"] == pytest.approx(0.001 + 0.5 * 0.024 * (1 + torch.cos(torch.tensor(torch.pi / 2)).item()))
+    result = json.loads((out / "result.json").read_text())
+    assert result["genotype"].startswith("|") and result["genotype"].count("~") == 6
+    assert isinstance(result["alphas"], list) and len(result["alphas"][0]) == 6 and len(result["alphas"][0][0]) == 5
+    assert result["model_size_mb"] > 0
+    assert "test_statistics" in result
+    cfg = (out / "config.yaml").read_text()
+    assert "learning_rate: 0.025" in cfg and "epochs: 2" in cfg
+    assert "epoch 2/2" in (out / "log.txt").read_text()
+
+
+def test_same_seed_same_result_and_different_seed_differs(tmp_path):
+    results = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "3", "--seed", seed,
+                     "--out", str(tmp_path / name)]) == 0
+        results.append(json.loads((tmp_path / name / "result.json").read_text())["alphas"])
+    assert results[0] == results[1]
+    assert results[0] != results[2]
+
+
+def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = nasframe("run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out))
+    line = one_error_line(proc)
+    assert "--resume" in line and str(out) in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--dataset", "nope"], "unknown dataset 'nope'; installed:"),
+        (["--optimizer", "nope"], "unknown optimizer 'nope'; installed: darts"),
+        (["--search-space", "nope"], "unknown search space 'nope'; installed:"),
+        (["--set", "run.nope=1"], "unknown config key 'run.nope'"),
+        (["--set", "run.epochs=many"], "'run.epochs' must be a whole number"),
+        (["--set", "optimizer.lr=0.1"], "unknown setting 'lr'"),
+        (["--set", "optimizer.unrolled=maybe"], "must be true or false"),
+        (["--set", "bogus.key=1"], "unknown config key 'bogus.key'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--config", "/nonexistent/c.yaml"], "config file /nonexistent/c.yaml not found"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "--data-dir /nonexistent/cifar does not exist"),
+        (["--benchmark", "/nonexistent/nb201.csv"], "/nonexistent/nb201.csv"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, needle):
+    out = tmp_path / "run"
+    base = BASE if "--dataset" in args else TINY
+    proc = nasframe("run", *base, "--epochs", "1", *args, "--out", str(out))
+    assert needle in one_error_line(proc)
+    assert not (out / "result.json").exists()
+
+
+def test_bad_config_file_names_the_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run: {epochs: [1, 2\n")
+    assert str(cfg) in one_error_line(nasframe("run", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")))
+    cfg.write_text("run:\n  epochz: 3\n")
+    assert "run.epochz" in one_error_line(nasframe("run", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")))
+
+
+def test_config_file_toml_and_yaml_then_flags_then_set(tmp_path):
+    from nasframe_core.cli import build_parser, config_from_args
+
+    host = make_plugin_manager()
+    toml = tmp_path / "c.toml"
+    toml.write_text('[run]\nepochs = 7\nseed = 5\n[optimizer]\nname = "darts"\nunrolled = true\n')
+    args = build_parser(host).parse_args(["run", "--config", str(toml), "--seed", "9", "--set", "run.lr_min=0"])
+    cfg = config_from_args(host, args, "run")
+    assert (cfg.run.epochs, cfg.run.seed, cfg.run.lr_min) == (7, 9, 0.0)
+    assert cfg.optimizer.settings == {"unrolled": True}
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("search_space: {name: darts, C: 8}\nrun: {batch_size: 16}\n")
+    cfg = config_from_args(host, build_parser(host).parse_args(["run", "--config", str(yaml)]), "run")
+    assert cfg.search_space.name == "darts" and cfg.search_space.settings == {"C": 8} and cfg.run.batch_size == 16
+
+
+def test_unwritable_run_directory(tmp_path):
+    if os.geteuid() == 0:
+        target = Path("/proc/nasframe-run")  # not creatable even for root
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        target = locked / "run"
+    line = one_error_line(nasframe("run", *TINY, "--epochs", "1", "--out", str(target)))
+    assert "cannot write the run directory" in line
+
+
+def test_truncated_checkpoint_on_resume_names_the_file(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    truncated = ckpt.read_bytes()
+    metrics = (out / "metrics.jsonl").read_bytes()
+    line = one_error_line(nasframe("run", "--resume", str(out), "--epochs", "3"))
+    assert str(ckpt) in line and "truncated or corrupt" in line
+    assert ckpt.read_bytes() == truncated and (out / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_resume_refuses_changing_flags(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    assert "--seed cannot change a run being resumed" in one_error_line(nasframe("run", "--resume", str(out), "--seed", "3"))
+    assert "no such run directory" in one_error_line(nasframe("run", "--resume", str(tmp_path / "none")))
+
+
+def test_resume_extends_a_finished_run_like_a_longer_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = [*TINY, "--steps-per-epoch", "2", "--seed", "1", "--set", "run.scheduler=constant"]
+    assert main(["run", *common, "--epochs", "3", "--out", str(a)]) == 0
+    assert main(["run", *common, "--epochs", "2", "--out", str(b)]) == 0
+    assert main(["run", "--resume", str(b), "--epochs", "3", "--quiet"]) == 0
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
+    assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
+    ma = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(l) for l in (b / "metrics.jsonl").read_text().splitlines()]
+    assert [m["train_loss"] for m in ma] == [m["train_loss"] for m in mb]
+
+
+def test_sigkill_during_an_epoch_then_resume_matches_uninterrupted(tmp_path):
+    """A real subprocess is killed with SIGKILL mid-epoch; the resumed run ends identically."""
+    args = [*TINY, "--set", "dataset.n_train=256", "--epochs", "4", "--steps-per-epoch", "12", "--seed", "2"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert nasframe("run", *args, "--out", str(full)).returncode == 0
+
+    env = {k: v for k, v in os.environ.items() if k != "NASFRAME_NB201"}
+    proc = subprocess.Popen([sys.executable, "-m", "nasframe_core.cli", "run", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be killed: {proc.stderr.read()}")
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside the third epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "result.json").exists()
+    done = len(metrics.read_text().splitlines())
+    assert 2 <= done < 4
+
+    resumed = nasframe("run", "--resume", str(killed), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    r_full = json.loads((full / "result.json").read_text())
+    r_killed = json.loads((killed / "result.json").read_text())
+    assert r_killed["alphas"] == r_full["alphas"]  # bit for bit on the CPU
+    assert r_killed["genotype"] == r_full["genotype"]
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+class _Poison:
+    """An observer that turns the weights to NaN as the second epoch starts."""
+
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == 1:
+            with torch.no_grad():
+                for p in run.optimizer.graph.weights():
+                    p.fill_(float("nan"))
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    host = make_plugin_manager(plugins=[("poison", _Poison())])
+    cfg = Config()
+    for a, b in zip(TINY[::2], TINY[1::2]):
+        if a == "--set":
+            cfg.set(*b.split("=", 1))
+    cfg.set("dataset.name", "synthetic")
+    cfg.set("run.batch_size", 8)
+    cfg.set("run.device", "cpu")
+    cfg.set("run.epochs", 3)
+    cfg.set("run.steps_per_epoch", 2)
+    out = tmp_path / "run"
+    with pytest.raises(DivergenceError) as info:
+        execute(cfg, host, out=out, quiet=True)
+    msg = str(info.value)
+    assert "nan" in msg and "epoch 2" in msg and str(out) in msg
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["state"]["model"].values() if t.is_floating_point())
+    assert not (out / "result.json").exists()
+
+
+def test_nb201_search_reports_benchmark_accuracy_per_epoch(tmp_path, nb201_csv):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "2", "--benchmark", str(nb201_csv),
+                 "--out", str(out)]) == 0
+    from nasframe_spaces.nasbench201.codec import NB201Genotype
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    table = load_nb201_table(nb201_csv)
+    for m in (json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()):
+        expected = table.query(NB201Genotype.from_str(m["genotype"]), "cifar10", "test_accuracy")
+        assert m["test_statistics"] == pytest.approx(expected)
+        assert m["benchmark"]["test_accuracy"] == pytest.approx(expected)
+        assert m["benchmark"]["dataset"] == "cifar10"
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_statistics"] == pytest.approx(
+        table.query(NB201Genotype.from_str(result["genotype"]), "cifar10", "test_accuracy"))
+
+
+def test_show_and_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "epochs     2 of 2" in text and "genotype" in text
+    assert main(["show", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["finished"] and info["epochs_done"] == 2
+    assert main(["plot", str(out)]) == 0
+    written = capsys.readouterr().out.split()
+    assert {Path(p).name for p in written} == {"alphas_cell.png", "cell_cell.png"}
+    for p in written:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
