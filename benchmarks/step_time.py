@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Time nasframe's DARTS search step: the optimizer's own ``step``, not a copy of it.
+
+One step = architecture update on a validation batch + weight update on a train batch,
+on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_step.py``
+(which times NAS-Bench-201's own supernet, xautodl). Prints one JSON line.
+
+    python benchmarks/step_time.py --space nasbench201 --mode first --batch 64 --device cpu --threads 2
+    python ../shared/bench/peer_step.py --batch 64 --mode first --device cpu --threads 2
+
+``--impl reference`` runs the plain edge-by-edge supernet (same math) for comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+
+from nasframe_core.data import KNOWN_DATASETS
+from nasframe_darts import DARTSOptimizer
+
+
+def build_space(name: str):
+    if name == "nasbench201":
+        from nasframe_spaces import NasBench201SearchSpace
+
+        return NasBench201SearchSpace(C=16, N=5)
+    from nasframe_spaces import DartsSearchSpace
+
+    return DartsSearchSpace(C=16, layers=8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", choices=("nasbench201", "darts"), default="nasbench201")
+    ap.add_argument("--mode", choices=("first", "second"), default="first")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--impl", choices=("fused", "reference"), default="fused")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    dev = torch.device(a.device)
+    opt = DARTSOptimizer(unrolled=a.mode == "second", device=a.device, fused=a.impl == "fused")
+    opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
+    opt.before_training()
+    g = torch.Generator().manual_seed(1)
+    xt, xv = (torch.randn(a.batch, 3, 32, 32, generator=g).to(dev) for _ in range(2))
+    yt, yv = (torch.randint(0, 10, (a.batch,), generator=g).to(dev) for _ in range(2))
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for _ in range(a.warmup):
+        opt.step((xt, yt), (xv, yv))
+    times = []
+    for _ in range(a.steps):
+        sync()
+        t = time.perf_counter()
+        opt.step((xt, yt), (xv, yv))
+        sync()
+        times.append(time.perf_counter() - t)
+    out = {"impl": f"nasframe-{a.impl}", "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
+           "threads": torch.get_num_threads(), "median_s": statistics.median(times), "min_s": min(times),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if dev.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
