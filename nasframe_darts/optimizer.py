@@ -8,6 +8,7 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
 from nasframe_core import distributed
 from nasframe_core.cells import discrete_cell_factory
@@ -23,19 +24,29 @@ from .supernet import SuperNet
 log = logging.getLogger("nasframe.darts")
 
 ARCH_BETAS = (0.5, 0.999)
+#: the finite-difference step of the unrolled Hessian-vector term: eps = FD_SCALE / ||v||
+FD_SCALE = 0.01
 
 
-def _resolve(kind: str, value: Any, module: Any, base: type) -> type:
-    """A torch class from its name (``'SGD'``), or the class itself."""
+def _resolve(kind: str, value: Any, module: Any, base: type, example: str = "SGD") -> type:
+    """A torch class from its name (``'SGD'``), or the class itself.
+
+    Only public proper subclasses of ``base`` count: for a loss, ``'Linear'`` or ``'Module'``
+    is as unknown as a misspelt name.
+    """
     if isinstance(value, type):
         return value
+
+    def usable(name: str, cls: Any) -> bool:
+        return not name.startswith("_") and isinstance(cls, type) and issubclass(cls, base) and cls is not base
+
     if isinstance(value, str):
         cls = getattr(module, value, None)
-        if isinstance(cls, type) and issubclass(cls, base):
+        if usable(value, cls):
             return cls
-        known = sorted(n for n, c in vars(module).items() if isinstance(c, type) and issubclass(c, base) and c is not base)
-        raise NasframeError(f"unknown {kind} {value!r}; use a torch name such as {', '.join(known[:12])}")
-    raise NasframeError(f"{kind} must be a torch class name like 'SGD', got {value!r}")
+        known = sorted(n for n, c in vars(module).items() if usable(n, c))
+        raise NasframeError(f"unknown {kind} {value!r}; use a torch name: {', '.join(known)}")
+    raise NasframeError(f"{kind} must be a torch class name like {example!r}, got {value!r}")
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -92,7 +103,7 @@ class DARTSOptimizer(MetaOptimizer):
         if isinstance(loss_criteria, nn.Module):
             self.loss = loss_criteria
         else:
-            self.loss = _resolve("loss_criteria", loss_criteria, nn, nn.Module)()
+            self.loss = _resolve("loss_criteria", loss_criteria, nn, _Loss, "CrossEntropyLoss")()
         self.fused = bool(kwargs.get("fused", True))
         device = kwargs.get("device")
         self.device = torch.device(device if device else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -255,7 +266,7 @@ class DARTSOptimizer(MetaOptimizer):
         """The second-order architecture gradient of the paper (finite-difference Hessian term).
 
         w' = w - xi (momentum * m + grad_w L_train(w) + wd * w); dalpha = grad_alpha L_val(w');
-        v = grad_w' L_val(w'); eps = 0.01 / ||v||; the result is
+        v = grad_w' L_val(w'); eps = FD_SCALE / ||v|| (0.01, the paper's); the result is
         dalpha - xi (grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps).
         """
         graph = self.graph
@@ -287,7 +298,7 @@ class DARTSOptimizer(MetaOptimizer):
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)
-            eps = 0.01 / torch.sqrt(sum((t.double() ** 2).sum() for t in v)).clamp_min(1e-12).item()
+            eps = FD_SCALE / torch.sqrt(sum((t.double() ** 2).sum() for t in v)).clamp_min(1e-12).item()
             for w, vv in zip(weights, v):
                 w.add_(vv, alpha=eps)
         g_pos = torch.autograd.grad(self.loss(graph(x_train), y_train), alphas)

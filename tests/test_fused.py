@@ -1,0 +1,196 @@
+"""Fused and reference cell execution are the same function of the same parameters.
+
+For the NB201 and DARTS supernets: logits, loss and the gradients with respect to every
+weight and every alpha agree to float tolerance (float64 and float32), whether the switch
+is made on the cells (``cell.fused``) or through ``DARTSOptimizer(fused=...)``; and a seeded
+short search reaches the same alphas and genotype either way.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import pytest
+
+from nasframe_core.data import DatasetInfo
+from nasframe_darts import DARTSOptimizer
+from nasframe_darts.mixed import MixedCell
+from nasframe_spaces.darts.space import DartsSearchSpace
+from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+INFO = DatasetInfo("toy", num_classes=4, in_channels=3, image_size=8)
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
+def dtype(request):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(request.param)
+    yield request.param
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def nb201():
+    return NasBench201SearchSpace(C=4, N=1)
+
+
+def darts():
+    return DartsSearchSpace(C=2, layers=3)
+
+
+SPACES = pytest.mark.parametrize("space_factory", [nb201, darts], ids=["nb201", "darts"])
+
+
+def make(space, fused: bool, seed: int = 0, **settings) -> DARTSOptimizer:
+    torch.manual_seed(seed)
+    opt = DARTSOptimizer(device="cpu", fused=fused, **settings)
+    opt.adapt_search_space(space, INFO)
+    opt.before_training()
+    return opt
+
+
+def spread_alphas(opt: DARTSOptimizer, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for a in opt.graph.arch_parameters():
+            a.copy_(torch.randn(a.shape, generator=g, dtype=torch.float64))
+
+
+def data(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=g, dtype=torch.float64).to(torch.get_default_dtype())
+    return x, torch.randint(0, INFO.num_classes, (n,), generator=g)
+
+
+def mixed_cells(opt: DARTSOptimizer) -> list:
+    cells = [m for m in opt.graph.modules() if isinstance(m, MixedCell)]
+    assert cells
+    return cells
+
+
+def set_fused(opt: DARTSOptimizer, fused: bool) -> None:
+    for cell in mixed_cells(opt):
+        cell.fused = fused
+
+
+def forward_backward(opt: DARTSOptimizer, x, y):
+    params = list(opt.graph.network.parameters()) + opt.graph.arch_parameters()
+    logits = opt.graph(x)
+    loss = F.cross_entropy(logits, y)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    return logits.detach(), loss.detach(), grads
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float, scale: float, what: str) -> None:
+    """Relative to the tensor's own size, with a floor at ``tol * scale`` for tiny tensors."""
+    err = float((a - b).norm())
+    assert err <= tol * (float(b.norm()) + scale), (what, err, float(b.norm()))
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def assert_same_results(r_fused, r_ref, tol: float) -> None:
+    logits_f, loss_f, grads_f = r_fused
+    logits_r, loss_r, grads_r = r_ref
+    assert_close(logits_f, logits_r, tol, 0.0, "logits")
+    assert_close(loss_f, loss_r, tol, 0.0, "loss")
+    total = float(flat(grads_r).norm())
+    assert total > 0
+    assert_close(flat(grads_f), flat(grads_r), tol, 0.0, "all gradients")
+    # tensor by tensor; tensors with a tiny gradient are held to a floor of 1% of the total
+    for k, (gf, gr) in enumerate(zip(grads_f, grads_r)):
+        assert_close(gf, gr, 2 * tol, 1e-2 * total, f"gradient {k}")
+
+
+@SPACES
+def test_fused_equals_reference_on_the_same_parameters(space_factory, dtype, monkeypatch):
+    opt = make(space_factory(), fused=True)
+    spread_alphas(opt, 1)
+    x, y = data(4, 2)
+    calls = {"fused": 0, "reference": 0}
+    for name, key in (("forward_fused", "fused"), ("forward_reference", "reference")):
+        original = getattr(MixedCell, name)
+
+        def counted(self, *args, _original=original, _key=key, **kwargs):
+            calls[_key] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MixedCell, name, counted)
+
+    fused = forward_backward(opt, x, y)
+    n_cells = len(mixed_cells(opt))
+    assert calls == {"fused": n_cells, "reference": 0}
+    set_fused(opt, False)
+    reference = forward_backward(opt, x, y)
+    assert calls == {"fused": n_cells, "reference": n_cells}
+
+    tol = TOLERANCE[dtype]
+    assert fused[0].dtype == dtype
+    assert_same_results(fused, reference, tol)
+    n_alpha = len(opt.graph.arch_parameters())
+    for gf, gr in zip(fused[2][-n_alpha:], reference[2][-n_alpha:]):
+        assert float(gr.norm()) > 0
+        assert_close(gf, gr, tol, 0.0, "alpha gradient")
+
+    # evaluation mode (batch norm without running statistics in NB201, with them in DARTS)
+    opt.graph.eval()
+    with torch.no_grad():
+        ref_eval = opt.graph(x)
+        set_fused(opt, True)
+        fused_eval = opt.graph(x)
+    assert_close(fused_eval, ref_eval, tol, 0.0, "eval logits")
+
+
+@SPACES
+def test_optimizer_fused_setting_selects_the_execution(space_factory, float64):
+    fast = make(space_factory(), fused=True, seed=3)
+    slow = make(space_factory(), fused=False, seed=3)
+    assert all(c.fused for c in mixed_cells(fast)) and not any(c.fused for c in mixed_cells(slow))
+    # same seed, same parameters: the fused setting does not change initialisation
+    for (n1, p1), (n2, p2) in zip(fast.graph.state_dict().items(), slow.graph.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    spread_alphas(fast, 4)
+    spread_alphas(slow, 4)
+    x, y = data(4, 5)
+    assert_same_results(forward_backward(fast, x, y), forward_backward(slow, x, y), TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize(
+    "space_factory, unrolled", [(nb201, True), (darts, False)], ids=["nb201-2nd", "darts-1st"]
+)
+def test_seeded_search_gives_same_genotype(space_factory, unrolled, float64):
+    results = []
+    for fused in (True, False):
+        opt = make(space_factory(), fused=fused, seed=6, unrolled=unrolled, arch_learning_rate=0.05)
+        spread_alphas(opt, 7)
+        start = [a.detach().clone() for a in opt.graph.arch_parameters()]
+        for i in range(3 if unrolled else 2):
+            opt.step(data(4, 10 + i), data(4, 20 + i))
+        alphas = [a.detach().clone() for a in opt.graph.arch_parameters()]
+        assert all(float((a - s).abs().max()) > 1e-3 for a, s in zip(alphas, start))  # the search moved them
+        weights = torch.cat([p.detach().reshape(-1) for p in opt.graph.network.parameters()])
+        results.append((alphas, weights, opt.get_genotype()))
+    (alphas_f, weights_f, genotype_f), (alphas_r, weights_r, genotype_r) = results
+    for af, ar in zip(alphas_f, alphas_r):
+        assert_close(af, ar, 1e-9, 0.0, "alphas")
+    assert_close(weights_f, weights_r, 1e-9, 0.0, "weights")
+    assert genotype_f == genotype_r
