@@ -32,7 +32,22 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-class ReLUConvBN(nn.Module):
+class ReLUFirst(nn.Module):
+    """An op that starts with a ReLU of its input: ``forward(x) == after_relu(relu(x))``.
+
+    Optimizers that run several such ops on one input compute the ReLU once.
+    """
+
+    relu_first = True
+
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_relu(F.relu(x))
+
+
+class ReLUConvBN(ReLUFirst):
     """ReLU, then a bias-free convolution, then batch norm."""
 
     def __init__(
@@ -56,8 +71,8 @@ class ReLUConvBN(nn.Module):
         """Whether the padding keeps the kernel centred (so kernels of any size can be stacked)."""
         return 2 * self.padding == self.dilation * (self.kernel_size - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(F.relu(x)))
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(r))
 
 
 class Pool(nn.Module):
@@ -93,7 +108,7 @@ class Pool(nn.Module):
         return out if self.bn is None else self.bn(out)
 
 
-class FactorizedReduce(nn.Module):
+class FactorizedReduce(ReLUFirst):
     """Halve the resolution with two offset stride-2 1x1 convolutions, concatenated."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True, track_running_stats: bool = True):
@@ -104,13 +119,11 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
         self.bn = batch_norm(C_out, affine, track_running_stats)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
-        out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
-        return self.bn(out)
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        return self.bn(torch.cat([self.conv_1(r), self.conv_2(r[:, :, 1:, 1:])], dim=1))
 
 
-class DilConv(nn.Module):
+class DilConv(ReLUFirst):
     """ReLU, depthwise (dilated) convolution, pointwise convolution, batch norm."""
 
     def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True, track_running_stats=True):
@@ -119,11 +132,11 @@ class DilConv(nn.Module):
         self.pointwise = nn.Conv2d(C_in, C_out, 1, bias=False)
         self.bn = batch_norm(C_out, affine, track_running_stats)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.pointwise(self.depthwise(F.relu(x))))
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pointwise(self.depthwise(r)))
 
 
-class SepConv(nn.Module):
+class SepConv(ReLUFirst):
     """Two stacked :class:`DilConv` blocks without dilation (the first one carries the stride)."""
 
     def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, track_running_stats=True):
@@ -131,5 +144,5 @@ class SepConv(nn.Module):
         self.first = DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, track_running_stats)
         self.second = DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, track_running_stats)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first.after_relu(r))

@@ -58,15 +58,6 @@ def _fusable_conv(op: nn.Module) -> bool:
     )
 
 
-def _shareable(op: nn.Module) -> Optional[tuple]:
-    """A key under which ``op`` gives the same output for the same input, or None."""
-    if isinstance(op, nn.Identity):
-        return ("identity",)
-    if isinstance(op, Pool) and op.stateless and op.bn is None:
-        return ("pool", op.mode, op.stride)
-    return None
-
-
 class _ConvGroup:
     """The ReLUConvBN ops leaving one node with equal kernel, stride and dilation."""
 
@@ -83,6 +74,19 @@ class _ConvGroup:
             [row * num_ops + col for (row, col, op) in members for _ in range(op.conv.out_channels)]
         )
         self.buffer_name = ""
+
+
+class _SourcePlan:
+    """What the fused forward does with one source node."""
+
+    def __init__(self, src: int):
+        self.src = src
+        self.needs_relu = False
+        self.groups: list[_ConvGroup] = []
+        self.identity: list[tuple[int, int]] = []
+        self.pools: list[tuple[str, int, list]] = []
+        self.after_relu: list[tuple[int, int, nn.Module]] = []
+        self.single: list[tuple[int, int, nn.Module]] = []
 
 
 class MixedCell(CellBase):
@@ -116,66 +120,86 @@ class MixedCell(CellBase):
         sources = [n for n in spec.inputs + spec.nodes if any(e[0] == n for e in spec.edges)]
         plan = []
         for src in sources:
+            p = _SourcePlan(src)
             conv_groups: dict[tuple, list] = {}
-            shared: list[tuple[tuple, nn.Module, list[tuple[int, int]]]] = []
-            shared_index: dict[tuple, int] = {}
-            single: list[tuple[int, int, nn.Module]] = []
+            pools: dict[tuple, list] = {}
             for edge in spec.edges:
                 if edge[0] != src:
                     continue
                 row = spec.edge_index[edge]
                 mixed = self.edges[edge_key(edge)]
                 for op, col in zip(mixed.ops.values(), mixed.columns):
-                    key = _shareable(op)
+                    flat = row * K + col
                     if _fusable_conv(op):
                         gkey = (op.kernel_size, op.stride, op.dilation, op.conv.in_channels, op.bn.eps)
                         conv_groups.setdefault(gkey, []).append((row, col, op))
-                    elif key is not None:
-                        if key not in shared_index:
-                            shared_index[key] = len(shared)
-                            shared.append((key, op, []))
-                        shared[shared_index[key]][2].append((row, col))
+                    elif isinstance(op, nn.Identity):
+                        p.identity.append((row, flat))
+                    elif isinstance(op, Pool) and (op.bn is None or not op.bn.affine):
+                        pools.setdefault((op.mode, op.stride), []).append((row, flat, op.bn))
+                    elif getattr(op, "relu_first", False):
+                        p.after_relu.append((row, flat, op))
                     else:
-                        single.append((row, col, op))
-            groups = [_ConvGroup(m, K) for m in conv_groups.values()]
-            for g in groups:
+                        p.single.append((row, flat, op))
+            p.groups = [_ConvGroup(m, K) for m in conv_groups.values()]
+            for g in p.groups:
                 g.buffer_name = f"_scale_index_{src}_{len(self._buffers)}"
                 self.register_buffer(g.buffer_name, g.scale_index, persistent=False)
-            plan.append((src, groups, shared, single))
+            p.pools = [(mode, stride, uses) for (mode, stride), uses in pools.items()]
+            p.needs_relu = bool(p.groups or p.after_relu)
+            plan.append(p)
         self._fused_plan = plan
-        row_target = {spec.edge_index[e]: e[1] for e in spec.edges}
-        self._row_target = row_target
+        self._row_target = {spec.edge_index[e]: e[1] for e in spec.edges}
+        self._pool_cache: dict[tuple, torch.Tensor] = {}
+
+    def _avg_pool(self, x: torch.Tensor, stride: int) -> torch.Tensor:
+        """3x3 average pooling, padding 1, padding not counted: a depthwise box sum times
+        1/count (the same math; much faster than the pooling kernel on CPUs)."""
+        C, H, W = x.shape[1:]
+        key = (C, H, W, stride, x.dtype, x.device)
+        cached = self._pool_cache.get(key)
+        if cached is None:
+            ones = torch.ones(C, 1, 3, 3, dtype=x.dtype, device=x.device)
+            count = F.conv2d(torch.ones(1, 1, H, W, dtype=x.dtype, device=x.device), ones[:1], stride=stride, padding=1)
+            cached = (ones, count.reciprocal())
+            self._pool_cache[key] = cached
+        ones, inv_count = cached
+        return F.conv2d(x, ones, None, stride, 1, 1, C) * inv_count
 
     def forward_fused(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         states: dict[int, torch.Tensor] = dict(zip(spec.inputs, inputs))
-        pending: dict[int, list[torch.Tensor]] = {n: [] for n in spec.nodes}
+        # per destination node: terms already weighted, and (tensor, weight) pairs
+        done: dict[int, list[torch.Tensor]] = {n: [] for n in spec.nodes}
+        scaled: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in spec.nodes}
         flat_w = weights.reshape(-1)
-        K = spec.num_ops
-        row_target = self._row_target
+        target = self._row_target
         # sources come in topological order, so a node is complete before it is used
-        for src, groups, shared, single in self._fused_plan:
-            if src not in states:
-                states[src] = _sum(pending.pop(src))
-            x = states[src]
-            if groups:
-                r = F.relu(x)
-                for g in groups:
-                    weight = torch.cat([op.conv.weight for op in g.ops], 0) if len(g.ops) > 1 else g.ops[0].conv.weight
-                    y = F.conv2d(r, weight, None, g.stride, g.padding, g.dilation)
-                    scale = flat_w[getattr(self, g.buffer_name)]
-                    y = F.batch_norm(y, None, None, scale, None, True, 0.0, g.eps)
-                    for chunk, row in zip(y.split(g.channels, 1), g.targets):
-                        pending[row_target[row]].append(chunk)
-            for key, op, uses in shared:
-                h = x if key[0] == "identity" else op(x)
-                for row, col in uses:
-                    pending[row_target[row]].append(h * flat_w[row * K + col])
-            for row, col, op in single:
-                pending[row_target[row]].append(op(x) * flat_w[row * K + col])
+        for p in self._fused_plan:
+            if p.src not in states:
+                states[p.src] = _weighted_sum(done.pop(p.src), scaled.pop(p.src))
+            x = states[p.src]
+            r = F.relu(x) if p.needs_relu else None
+            for g in p.groups:
+                weight = torch.cat([op.conv.weight for op in g.ops], 0) if len(g.ops) > 1 else g.ops[0].conv.weight
+                y = F.conv2d(r, weight, None, g.stride, g.padding, g.dilation)
+                # affine-free BN over the stacked channels, scaled by the architecture weights
+                y = F.batch_norm(y, None, None, flat_w[getattr(self, g.buffer_name)], None, True, 0.0, g.eps)
+                for chunk, row in zip(y.split(g.channels, 1), g.targets):
+                    done[target[row]].append(chunk)
+            for row, flat in p.identity:
+                scaled[target[row]].append((x, flat_w[flat]))
+            for mode, stride, uses in p.pools:
+                pooled = self._avg_pool(x, stride) if mode == "avg" else F.max_pool2d(x, 3, stride, 1)
+                for row, flat, bn in uses:
+                    scaled[target[row]].append((pooled if bn is None else bn(pooled), flat_w[flat]))
+            for row, flat, op in p.after_relu:
+                scaled[target[row]].append((op.after_relu(r), flat_w[flat]))
+            for row, flat, op in p.single:
+                scaled[target[row]].append((op(x), flat_w[flat]))
         for node in spec.nodes:
             if node not in states:
-                states[node] = _sum(pending.pop(node))
+                states[node] = _weighted_sum(done.pop(node), scaled.pop(node))
         return self.combine(states)
 
     def forward(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -184,11 +208,30 @@ class MixedCell(CellBase):
         return self.forward_reference(inputs, weights)
 
 
-def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
+def _weighted_sum(done: list[torch.Tensor], scaled: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """sum(done) + sum(t * w for t, w in scaled), accumulated in place into one new tensor.
+
+    In-place accumulation is safe for autograd: the accumulator is a fresh tensor that no
+    backward function saves (add saves nothing, addcmul saves only its factors).
+    """
+    if len(done) >= 2:
+        acc = done[0] + done[1]
+        rest = done[2:]
+    elif done:
+        if not scaled:
+            return done[0]
+        t, w = scaled[0]
+        acc = torch.addcmul(done[0], t, w)
+        scaled, rest = scaled[1:], []
+    else:
+        t, w = scaled[0]
+        acc = t * w
+        scaled, rest = scaled[1:], []
+    for t in rest:
+        acc.add_(t)
+    for t, w in scaled:
+        acc.addcmul_(t, w)
+    return acc
 
 
 def mixed_cell_factory(fused: bool = True):
