@@ -194,3 +194,25 @@ def test_seeded_search_gives_same_genotype(space_factory, unrolled, float64):
         assert_close(af, ar, 1e-9, 0.0, "alphas")
     assert_close(weights_f, weights_r, 1e-9, 0.0, "weights")
     assert genotype_f == genotype_r
+
+
+@SPACES
+def test_channels_last_gives_the_same_step(space_factory, float64):
+    """NHWC activations (the CPU default) compute the same step as NCHW."""
+    results = []
+    for channels_last in (True, False):
+        opt = make(space_factory(), fused=True, seed=8, channels_last=channels_last)
+        convs = [m for m in opt.graph.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(c.weight.is_contiguous(memory_format=torch.channels_last) == channels_last for c in convs
+                   if c.weight.shape[-1] > 1 and c.weight.shape[1] > 1)
+        spread_alphas(opt, 9)
+        out = opt.step(data(4, 30), data(4, 31))
+        alphas = [a.detach().clone() for a in opt.graph.arch_parameters()]
+        weights = torch.cat([p.detach().reshape(-1) for p in opt.graph.network.parameters()])
+        results.append((out[2], out[3], alphas, weights))
+    (lt1, lv1, a1, w1), (lt2, lv2, a2, w2) = results
+    assert_close(lt1, lt2, 1e-10, 0.0, "train loss")
+    assert_close(lv1, lv2, 1e-10, 0.0, "val loss")
+    for x, y in zip(a1, a2):
+        assert_close(x, y, 1e-10, 0.0, "alphas")
+    assert_close(w1, w2, 1e-10, 0.0, "weights")
