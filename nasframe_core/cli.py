@@ -167,9 +167,8 @@ def config_from_args(host: PluginHost, args, command: str):
         if not sep or not key.strip():
             raise NasframeError(f"--set takes KEY=VALUE, got {item!r}")
         cfg.set(key.strip(), value.strip())
-    # validate names now, so a typo fails before any data is loaded
-    for kind in ("optimizer", "search_space", "dataset") if command == "run" else ("search_space", "dataset"):
-        host.get(kind, getattr(cfg, kind).name)
+    # check names and settings now, so a typo fails before any data is loaded
+    cfg.check_plugins(host)
     for key, value in (("epochs", cfg.run.epochs), ("batch_size", cfg.run.batch_size)):
         if value < 1:
             raise NasframeError(f"--{key.replace('_', '-')} must be at least 1, got {value}")

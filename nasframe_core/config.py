@@ -136,9 +136,13 @@ class Config:
                     f"{origin}: unknown config key {section!r}; sections are run, optimizer, search_space, dataset, augment"
                 )
 
+    def plugin_kinds(self) -> tuple[str, ...]:
+        """The plugin kinds this command uses (training uses no search optimizer)."""
+        return ("search_space", "dataset") if self.command == "train" else ("optimizer", "search_space", "dataset")
+
     def check_plugins(self, host) -> None:
         """Check plugin names and settings against what is installed (converting values)."""
-        for kind in ("optimizer", "search_space", "dataset"):
+        for kind in self.plugin_kinds():
             choice: PluginChoice = getattr(self, kind)
             reg = host.get(kind, choice.name)
             label = f"{kind.replace('_', ' ')} {choice.name!r}"

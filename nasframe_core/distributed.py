@@ -12,6 +12,25 @@ from typing import Iterable, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from .errors import NasframeError
+
+
+class RankLost(NasframeError):
+    """A collective failed because another rank died or the connection to it broke."""
+
+    exit_code = 4
+
+
+def _collective(fn, *args) -> None:
+    try:
+        fn(*args)
+    except RuntimeError as exc:  # gloo/NCCL errors (DistBackendError is a RuntimeError)
+        detail = " ".join(str(exc).split())[:160]
+        raise RankLost(
+            f"rank {rank()} stopped because another rank failed ({detail}); "
+            f"the last checkpoint is kept (continue with --resume RUN_DIR)"
+        ) from None
+
 
 def active() -> bool:
     """Whether a process group with more than one rank is running."""
@@ -34,16 +53,50 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init_from_env(device: torch.device, timeout_s: float = 300.0) -> None:
-    """Join the process group that ``torchrun`` describes in the environment."""
+def init_from_env(device: torch.device, timeout_s: Optional[float] = None) -> bool:
+    """Join the process group that ``torchrun`` describes in the environment.
+
+    Returns whether a group was created here (the caller then destroys it). A rank that
+    the launcher stops (SIGTERM, after another rank failed) says so in one line and exits
+    instead of waiting in a collective.
+    """
     if dist.is_initialized() or not launched_by_torchrun():
-        return
+        return False
+    import signal
+    import sys
     from datetime import timedelta
 
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("NASFRAME_DIST_TIMEOUT", 300))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    my_rank = dist.get_rank()
+
+    def stopped(signum, frame):  # pragma: no cover - exercised in a subprocess
+        print(
+            f"nasframe: error: rank {my_rank} stopped because another rank failed or the launcher stopped "
+            f"the job; the last checkpoint is kept (continue with --resume RUN_DIR)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stopped)
+    return True
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_device(kind: str) -> torch.device:
+    """The device of this process: ``cuda:LOCAL_RANK`` under torchrun."""
+    if kind == "cuda" and launched_by_torchrun():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(kind)
 
 
 def all_reduce_mean_(tensors: Sequence[Optional[torch.Tensor]]) -> None:
@@ -54,7 +107,7 @@ def all_reduce_mean_(tensors: Sequence[Optional[torch.Tensor]]) -> None:
     if not present:
         return
     flat = torch.cat([t.reshape(-1) for t in present])
-    dist.all_reduce(flat)
+    _collective(dist.all_reduce, flat)
     flat.div_(dist.get_world_size())
     offset = 0
     for t in present:
@@ -68,9 +121,9 @@ def broadcast_(tensors: Iterable[torch.Tensor], src: int = 0) -> None:
     if not active():
         return
     for t in tensors:
-        dist.broadcast(t.data, src)
+        _collective(dist.broadcast, t.data, src)
 
 
 def barrier() -> None:
     if active():
-        dist.barrier()
+        _collective(dist.barrier)

@@ -32,9 +32,11 @@ log = logging.getLogger("nasframe")
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise NasframeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if name in ("cpu", "cuda"):
+        return distributed.local_device(name)
     try:
         return torch.device(name)
     except RuntimeError:
@@ -132,7 +134,15 @@ def execute(
 ) -> dict:
     """Run ``config`` (a search, or training when ``config.command == 'train'``); return result.json."""
     device = resolve_device(config.run.device)
-    distributed.init_from_env(device)
+    owns_group = distributed.init_from_env(device)
+    try:
+        return _execute_in_group(config, host, device, out, resume, quiet)
+    finally:
+        if owns_group:
+            distributed.shutdown()
+
+
+def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
     main = distributed.is_main()
     checkpoint = None
     run_dir: Optional[RunDir] = None

@@ -130,10 +130,10 @@ class JobBase:
     def resolved_config(self) -> dict:
         cfg = self.config.to_dict()
         host = self.ctx.host
-        for kind in ("search_space", "dataset") + (("optimizer",) if self.kind == "search" else ()):
+        for kind in self.config.plugin_kinds():
             cfg[kind] = {"name": getattr(self.config, kind).name,
                          **resolved_plugin_settings(host, kind, getattr(self.config, kind))}
-        if self.kind != "search":
+        if "optimizer" not in self.config.plugin_kinds():
             cfg.pop("optimizer", None)
         cfg["augment"] = attrs.asdict(self.augment) if self.augment else {"crop_padding": 0, "flip": False, "cutout": 0}
         return cfg

@@ -1,0 +1,135 @@
+"""`nasframe train`: a found genotype trained from scratch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nasframe_core.cli import build_parser, config_from_args, main
+from nasframe_core.config import Config
+from nasframe_core.engine import execute
+from nasframe_core.hookspecs import hookimpl
+from nasframe_core.plugins import make_plugin_manager
+from nasframe_spaces.darts.genotype import DARTS_V2
+
+DATA = ["--dataset", "synthetic", "--set", "dataset.n_train=48", "--set", "dataset.n_test=16",
+        "--set", "dataset.image_size=8", "--device", "cpu", "--quiet"]
+DARTS_SMALL = ["--search-space", "darts", "--set", "search_space.C=4", "--set", "search_space.layers=3"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NASFRAME_NB201"}
+    return subprocess.run([sys.executable, "-m", "nasframe_core.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_darts_recipe_is_the_default_and_overridable():
+    host = make_plugin_manager()
+    args = build_parser(host).parse_args(["train", "--search-space", "darts", "--genotype", str(DARTS_V2)])
+    cfg = config_from_args(host, args, "train")
+    run = cfg.run
+    assert (run.epochs, run.batch_size, run.learning_rate, run.auxiliary_weight, run.drop_path_prob) == (
+        600, 96, 0.025, 0.4, 0.2)
+    assert cfg.augment.cutout == 16 and run.lr_min == 0.0 and run.grad_clip == 5.0
+    assert cfg.search_space.settings == {"C": 36, "layers": 20, "auxiliary": True}
+    args = build_parser(host).parse_args(["train", "--search-space", "darts", "--genotype", str(DARTS_V2),
+                                          "--epochs", "7", "--set", "run.drop_path_prob=0", "--set", "search_space.C=16"])
+    cfg = config_from_args(host, args, "train")
+    assert cfg.run.epochs == 7 and cfg.run.drop_path_prob == 0.0 and cfg.search_space.settings["C"] == 16
+    args = build_parser(host).parse_args(["train", "--search-space", "nasbench201", "--genotype", "0"])
+    cfg = config_from_args(host, args, "train")
+    assert (cfg.run.epochs, cfg.run.batch_size, cfg.run.learning_rate, cfg.run.nesterov) == (200, 256, 0.1, True)
+
+
+def test_genotype_of_a_finished_search_trains_and_reports(tmp_path, capsys):
+    search = tmp_path / "search"
+    assert main(["run", *DARTS_SMALL, *DATA, "--batch-size", "8", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--out", str(search)]) == 0
+    found = json.loads((search / "result.json").read_text())["genotype"]
+    train = tmp_path / "train"
+    assert main(["train", *DARTS_SMALL, *DATA, "--genotype", str(search), "--epochs", "2", "--batch-size", "8",
+                 "--out", str(train)]) == 0
+    result = json.loads((train / "result.json").read_text())
+    assert result["genotype"] == found
+    assert isinstance(result["params"], int) and result["params"] > 0
+    assert 0.0 <= result["test_acc"] <= 100.0
+    lines = [json.loads(l) for l in (train / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [0, 1]
+    assert lines[0]["drop_path_prob"] == 0.0 and lines[1]["drop_path_prob"] == pytest.approx(0.1)
+    assert (train / "model.pt").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_published_genotype_string_trains(tmp_path):
+    printed = str(DARTS_V2).replace("normal_concat=[2, 3, 4, 5]", "normal_concat=range(2, 6)")
+    out = tmp_path / "t"
+    assert main(["train", *DARTS_SMALL, *DATA, "--genotype", printed, "--epochs", "1", "--batch-size", "8",
+                 "--steps-per-epoch", "2", "--out", str(out)]) == 0
+    assert json.loads((out / "result.json").read_text())["genotype"] == str(DARTS_V2)
+
+
+def test_nb201_genotype_trains_with_its_recipe(tmp_path):
+    out = tmp_path / "t"
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    assert main(["train", "--search-space", "nasbench201", *DATA, "--genotype", arch, "--epochs", "1",
+                 "--batch-size", "8", "--set", "search_space.C=4", "--set", "search_space.N=1", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["genotype"] == arch and result["params"] > 0
+
+
+class _Interrupt:
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_exactly(tmp_path):
+    common = [*DARTS_SMALL, *DATA, "--genotype", str(DARTS_V2), "--epochs", "2", "--batch-size", "8",
+              "--steps-per-epoch", "3"]
+    full = tmp_path / "full"
+    assert main(["train", *common, "--out", str(full)]) == 0
+    host = make_plugin_manager(plugins=[("interrupt", _Interrupt())])
+    args = build_parser(host).parse_args(["train", *common])
+    cfg = config_from_args(host, args, "train")
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, host, out=part, quiet=True)
+    assert not (part / "result.json").exists()
+    assert main(["train", "--resume", str(part), "--quiet"]) == 0
+    a = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(l) for l in (part / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_loss", "test_loss", "test_acc"):
+        assert [m[key] for m in a] == [m[key] for m in b]
+
+
+@pytest.mark.parametrize(
+    "genotype, needle",
+    [
+        ("Genotype(normal=[('sep_conv_3x3', 0)", "genotype does not parse"),
+        (str(DARTS_V2).replace("sep_conv_3x3", "conv_7x7", 1), "op 'conv_7x7', which the DARTS space lacks"),
+        ("not a genotype", "genotype does not parse"),
+    ],
+)
+def test_bad_genotype_is_one_line(tmp_path, genotype, needle):
+    proc = cli("train", *DARTS_SMALL, *DATA, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "t"))
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert needle in lines[0]
+
+
+def test_train_needs_a_genotype(tmp_path):
+    proc = cli("train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
+    assert proc.returncode != 0 and "needs --genotype" in proc.stderr
+
+
+def test_darts_v2_builds_the_published_size():
+    from nasframe_core.train import count_parameters
+    from nasframe_spaces import DartsSearchSpace
+
+    net = DartsSearchSpace(C=36, layers=20, auxiliary=True).final_network(DARTS_V2, num_classes=10)
+    assert count_parameters(net) == pytest.approx(3.3e6, rel=0.03)
