@@ -236,6 +236,7 @@ class SearchJob(JobBase):
         check_finite(s[0], "the training loss", epoch, self._steps - 1, self.ctx.run_dir)
         metrics: dict[str, Any] = {
             "epoch": epoch,
+            "steps": self._steps,
             "lr": lr,
             "train_loss": s[0] / s[2],
             "train_acc": 100.0 * s[1] / s[2],

@@ -159,3 +159,13 @@ def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
     assert "rank 0 stopped because another rank failed" in proc.stderr, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == 1  # the last good epoch is kept
+
+
+def test_torchrun_trains_from_scratch(tmp_path):
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    out = tmp_path / "train"
+    proc = torchrun("train", "--search-space", "nasbench201", "--genotype", arch, *RUN, "--epochs", "1",
+                    "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["genotype"] == arch and result["params"] > 0 and 0 <= result["test_acc"] <= 100
