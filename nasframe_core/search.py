@@ -196,7 +196,7 @@ class SearchJob(JobBase):
         return opt.param_groups[0]["lr"]
 
     def run_epoch(self, epoch: int, progress) -> dict:
-        host, opt, run = self.ctx.host, self.optimizer, self.config.run
+        host, opt = self.ctx.host, self.optimizer
         lr = self._set_lr(epoch)
         opt.new_epoch(epoch)
         train_b = self.batches(self.train_data, epoch, 0, self.augment)

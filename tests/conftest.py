@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NASFRAME_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -28,6 +29,14 @@ def nb201_csv() -> Path:
 
 
 @pytest.fixture(scope="session")
+def table(nb201_csv):
+    """The 200-epoch table, loaded once."""
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    return load_nb201_table(nb201_csv)
+
+
+@pytest.fixture(scope="session")
 def cifar10_jpeg_dir() -> Path:
     return _require(CIFAR10_JPEG)
 
@@ -36,3 +45,21 @@ def cifar10_jpeg_dir() -> Path:
 def _no_ambient_benchmark(monkeypatch):
     """Tests attach benchmark tables explicitly; the environment of the caller does not leak in."""
     monkeypatch.delenv("NASFRAME_NB201", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The tests use tiny tensors: one thread is faster and does not oversubscribe shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def float64():
+    """Run a test in float64 (tight comparisons), restoring the default afterwards."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -21,19 +21,6 @@ from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _no_benchmark_table(monkeypatch):
-    monkeypatch.delenv("NASFRAME_NB201", raising=False)
-
-
 SEED_DEFAULTS = {
     "learning_rate": 0.025,
     "momentum": 0.9,

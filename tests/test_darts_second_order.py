@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-import pytest
 
 import nasframe_darts.optimizer as darts_optimizer
 from nasframe_core.data import DatasetInfo
@@ -26,22 +25,6 @@ from nasframe_core.space import CellSpec, SearchSpace, dense_cell_graph
 from nasframe_darts import DARTSOptimizer
 from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -30,14 +30,6 @@ INFO = DatasetInfo("toy", num_classes=3, in_channels=3, image_size=8)
 N_RANDOM = 200
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def nb201_opt():
     torch.manual_seed(0)

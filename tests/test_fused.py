@@ -22,27 +22,11 @@ INFO = DatasetInfo("toy", num_classes=4, in_channels=3, image_size=8)
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
 def dtype(request):
     old = torch.get_default_dtype()
     torch.set_default_dtype(request.param)
     yield request.param
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
     torch.set_default_dtype(old)
 
 

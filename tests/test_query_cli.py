@@ -20,16 +20,6 @@ BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor
 LAST = "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|none~0|nor_conv_1x1~1|nor_conv_1x1~2|"  # index 15624
 
 
-@pytest.fixture(autouse=True)
-def _no_env_table(monkeypatch):
-    monkeypatch.delenv(ENV_TABLE, raising=False)
-
-
-@pytest.fixture(scope="module")
-def table(nb201_csv):
-    return load_nb201_table(nb201_csv)
-
-
 def query(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["query", "nasbench201", *args])
     out, err = capsys.readouterr()

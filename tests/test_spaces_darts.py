@@ -28,15 +28,6 @@ EDGES = ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3), (0, 4), (1, 4), (2, 4), (3, 4),
          (0, 5), (1, 5), (2, 5), (3, 5), (4, 5))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids oversubscribing shared CPUs
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def adapted(space=None, dataset="cifar10") -> DARTSOptimizer:
     torch.manual_seed(0)
     opt = DARTSOptimizer(device="cpu")

@@ -23,25 +23,6 @@ BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor
 MIXED = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids oversubscribing shared CPUs
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_table(monkeypatch):
-    monkeypatch.delenv(ENV_TABLE, raising=False)
-
-
-@pytest.fixture(scope="module")
-def table(nb201_csv):
-    return load_nb201_table(nb201_csv)
-
-
 def adapted(space=None, dataset="cifar10") -> DARTSOptimizer:
     torch.manual_seed(0)
     opt = DARTSOptimizer(device="cpu")

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from nasframe_core.cli import build_parser, config_from_args, main
-from nasframe_core.config import Config
 from nasframe_core.engine import execute
 from nasframe_core.hookspecs import hookimpl
 from nasframe_core.plugins import make_plugin_manager

@@ -15,7 +15,6 @@ from typing import Any, Iterator, Optional
 
 import attrs
 import torch
-import torch.nn.functional as F
 
 from ..errors import NasframeError
 
