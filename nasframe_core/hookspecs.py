@@ -128,7 +128,9 @@ def nasframe_epoch_start(run: "RunContext", epoch: int) -> None:
 
 @hookspec
 def nasframe_step_end(run: "RunContext", epoch: int, step: int, result: dict) -> None:
-    """Called after every step with its ``result`` (``loss_train``, ``loss_val``, ... as floats)."""
+    """Called after every step with its ``result``: ``loss_train``, ``loss_val`` (0-d tensors),
+    ``logits_train``, ``logits_val``. Reading a value (``float(...)``) synchronises a GPU, so
+    observers that run every step should do it sparingly."""
 
 
 @hookspec

@@ -201,7 +201,9 @@ class SearchJob(JobBase):
         opt.new_epoch(epoch)
         train_b = self.batches(self.train_data, epoch, 0, self.augment)
         val_b = self.batches(self.val_data, epoch, 1, self.augment)
-        sums = torch.zeros(6, dtype=torch.float64, device=self.device)
+        # running sums stay on the device (no per-step host synchronisation); counts on the host
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        n_train = n_val = 0
         step_observers = bool(host.hook.nasframe_step_end.get_hookimpls())
         sync_every = 1 if self.device.type == "cpu" else 25
         for i in range(self._steps):
@@ -211,15 +213,14 @@ class SearchJob(JobBase):
             if out is None:
                 out = opt.step(data_train, data_val)
             logits_train, logits_val, loss_train, loss_val = out
+            n_t, n_v = len(data_train[1]), len(data_val[1])
+            n_train, n_val = n_train + n_t, n_val + n_v
             with torch.no_grad():
-                n_t, n_v = len(data_train[1]), len(data_val[1])
                 sums += torch.stack([
                     loss_train.double() * n_t,
                     (logits_train.argmax(1) == data_train[1]).sum().double(),
-                    torch.tensor(float(n_t), dtype=torch.float64, device=self.device),
                     loss_val.double() * n_v,
                     (logits_val.argmax(1) == data_val[1]).sum().double(),
-                    torch.tensor(float(n_v), dtype=torch.float64, device=self.device),
                 ])
             if (i + 1) % sync_every == 0 or i + 1 == self._steps:
                 lt, lv = float(loss_train), float(loss_val)
@@ -232,16 +233,17 @@ class SearchJob(JobBase):
                     result={"loss_train": loss_train, "loss_val": loss_val,
                             "logits_train": logits_train, "logits_val": logits_val},
                 )
+        distributed.all_reduce_mean_([sums])  # every rank saw as many samples: the global mean
         s = sums.tolist()
         check_finite(s[0], "the training loss", epoch, self._steps - 1, self.ctx.run_dir)
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "steps": self._steps,
             "lr": lr,
-            "train_loss": s[0] / s[2],
-            "train_acc": 100.0 * s[1] / s[2],
-            "val_loss": s[3] / s[5],
-            "val_acc": 100.0 * s[4] / s[5],
+            "train_loss": s[0] / n_train,
+            "train_acc": 100.0 * s[1] / n_train,
+            "val_loss": s[2] / n_val,
+            "val_acc": 100.0 * s[3] / n_val,
         }
         genotype = self.genotype()
         metrics["genotype"] = str(genotype)

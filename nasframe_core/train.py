@@ -101,7 +101,8 @@ class TrainJob(JobBase):
         self.model.train()
         batches = self.batches(self.train_data, epoch, 0, self.augment)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        seen = 0
         with_aux = hasattr(self.model, "forward_with_aux") and run.auxiliary_weight > 0
         sync_every = 1 if self.device.type == "cpu" else 25
         for i in range(self._steps):
@@ -119,9 +120,9 @@ class TrainJob(JobBase):
             if run.grad_clip:
                 nn.utils.clip_grad_norm_(params, run.grad_clip)
             self.optimizer.step()
+            seen += len(y)
             with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                     torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
             if (i + 1) % sync_every == 0 or i + 1 == self._steps:
                 value = float(loss.detach())
                 check_finite(value, "the training loss", epoch, i, self.ctx.run_dir)
@@ -132,8 +133,8 @@ class TrainJob(JobBase):
             "epoch": epoch,
             "lr": lr,
             "drop_path_prob": drop,
-            "train_loss": s[0] / s[2],
-            "train_acc": 100.0 * s[1] / s[2],
+            "train_loss": s[0] / seen,
+            "train_acc": 100.0 * s[1] / seen,
             "test_loss": test_loss,
             "test_acc": test_acc,
         }

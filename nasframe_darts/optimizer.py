@@ -6,7 +6,6 @@ import logging
 from typing import Any, Iterable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
@@ -274,6 +273,9 @@ class DARTSOptimizer(MetaOptimizer):
         the objective of the architecture step.
         """
         graph = self._require_graph()
+        graphs_on_gpu = self.compile and self.device.type == "cuda"
+        if graphs_on_gpu and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
         x_train, y_train = (t.to(self.device, non_blocking=True) for t in data_train)
         x_val, y_val = (t.to(self.device, non_blocking=True) for t in data_val)
         alphas = graph.arch_parameters()
@@ -287,6 +289,8 @@ class DARTSOptimizer(MetaOptimizer):
                 with _frozen(weights):
                     logits_val, loss_val = self._loss(x_val, y_val)
                     grads = torch.autograd.grad(loss_val, alphas)
+            if graphs_on_gpu:  # keep them past the weight step's graph replay
+                logits_val, loss_val = logits_val.detach().clone(), loss_val.detach().clone()
             distributed.all_reduce_mean_(grads)
             for a, g in zip(alphas, grads):
                 a.grad = g
