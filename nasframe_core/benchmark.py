@@ -7,8 +7,11 @@ string form or any other key the benchmark documents (NAS-Bench-201 also takes a
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
 from typing import Any, Optional
+
+from .errors import NasframeError
 
 TRAIN_ACCURACY = "train_accuracy"
 VALID_ACCURACY = "valid_accuracy"
@@ -57,3 +60,22 @@ class Benchmark(abc.ABC):
         """Every metric the table holds for ``arch`` on ``dataset``."""
         values = {m: self.query(arch, dataset, m) for m in METRICS}
         return {m: v for m, v in values.items() if v is not None}
+
+
+def open_benchmark(host, name: str, path: Optional[str] = None, *, required: bool = False) -> Optional[Benchmark]:
+    """The benchmark ``name`` read from ``path``, or from its environment variable.
+
+    The file is read here, so a missing or damaged table fails before any work starts.
+    Without a path: ``None``, or an error naming both ways to give one when ``required``.
+    """
+    reg = host.get("benchmark", name)
+    env = reg.options.get("env")
+    if path is None and env:
+        path = os.environ.get(env) or None
+    if path is None:
+        if required:
+            raise NasframeError(f"no {name} table given: pass --benchmark PATH" + (f" or set {env}" if env else ""))
+        return None
+    bench = reg.factory(path)
+    len(bench)
+    return bench

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -144,10 +143,18 @@ def config_from_args(host: PluginHost, args, command: str):
     file_data = load_config_file(args.config) if args.config else {}
     cfg = Config(command=command)
     if command == "train":
-        space_name = args.search_space or _name_in(file_data, "search_space") or cfg.search_space.name
-        cfg.search_space.name = space_name
+        # the space decides the training recipe, so settle it before the recipe applies
+        from .genotype import genotype_source
         from .train import apply_recipe
 
+        chosen = _set_value(args.overrides, "search_space.name") or args.search_space or _name_in(file_data, "search_space")
+        from_genotype = genotype_source(args.genotype)[1] if args.genotype else None
+        if chosen and from_genotype and chosen != from_genotype:
+            raise NasframeError(
+                f"the genotype comes from a {from_genotype!r} search but the search space is {chosen!r}; "
+                f"drop --search-space or use {from_genotype!r}"
+            )
+        cfg.search_space.name = chosen or from_genotype or cfg.search_space.name
         apply_recipe(cfg, host)
     if file_data:
         cfg.update(file_data, str(args.config))
@@ -177,6 +184,16 @@ def config_from_args(host: PluginHost, args, command: str):
     return cfg
 
 
+def _set_value(overrides: list[str], key: str) -> Optional[str]:
+    """The last ``--set key=value`` for ``key``, if any."""
+    found = None
+    for item in overrides:
+        k, sep, v = item.partition("=")
+        if sep and k.strip() == key:
+            found = v.strip()
+    return found
+
+
 def _name_in(data: dict, section: str) -> Optional[str]:
     body = data.get(section)
     if isinstance(body, dict):
@@ -196,15 +213,10 @@ def cmd_run(host: PluginHost, args, command: str) -> int:
 
 
 def cmd_query(host: PluginHost, args) -> int:
-    reg = host.get("benchmark", args.benchmark_name)
-    path = args.benchmark
-    env = reg.options.get("env")
-    if path is None and env:
-        path = os.environ.get(env) or None
-    if path is None:
-        hint = f" or set {env}" if env else ""
-        raise NasframeError(f"no {args.benchmark_name} table given: pass --benchmark PATH{hint}")
-    bench = reg.factory(path)
+    from .benchmark import open_benchmark
+
+    bench = open_benchmark(host, args.benchmark_name, args.benchmark, required=True)
+    path = bench.path
     describe = getattr(bench, "describe_arch", None)
     arch_info = describe(args.arch) if describe else {"arch": args.arch}
     metrics = bench.query_all(args.arch, args.dataset)

@@ -4,6 +4,7 @@ Layers, later wins: the defaults below, then ``--config FILE`` (YAML or TOML), t
 command-line flags, then ``--set key=value``. Keys are ``section.name``:
 
 - ``run.*``: the loop (epochs, batch size, seed, device, ...); a bare key means ``run.<key>``.
+- ``train.*``: ``nasframe train`` only (learning rate, auxiliary weight, drop-path, ...).
 - ``optimizer.name`` and ``optimizer.<setting>``: checked against the optimizer's factory.
 - ``search_space.name`` and ``search_space.<setting>``: likewise for the space.
 - ``dataset.name``, ``dataset.<setting>``: likewise for the dataset.
@@ -29,7 +30,11 @@ except ModuleNotFoundError:  # pragma: no cover
 
 @attrs.define
 class RunSettings:
-    """The loop's settings. Defaults: DARTS (Liu et al. 2019) search on CIFAR-10."""
+    """The loop's settings, for search and training alike.
+
+    Defaults are the DARTS paper's search (50 epochs, batch 64, the training set split 50/50,
+    cosine schedule down to 0.001); the dataset default is the offline ``digits``.
+    """
 
     epochs: int = 50
     batch_size: int = 64
@@ -42,9 +47,15 @@ class RunSettings:
     lr_min: float = 0.001
     scheduler: str = "cosine"
     eval_test: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    # training from scratch (nasframe train)
+
+
+@attrs.define
+class TrainSettings:
+    """``nasframe train`` only: the weights' optimizer and the evaluation protocol.
+
+    Defaults are the DARTS evaluation protocol; each space's ``train_recipe`` sets its own.
+    """
+
     learning_rate: float = 0.025
     momentum: float = 0.9
     nesterov: bool = False
@@ -55,6 +66,7 @@ class RunSettings:
     label_smoothing: float = 0.0
 
 
+SECTIONS = ("run", "train", "optimizer", "search_space", "dataset", "augment")
 RUN_CHOICES = {"device": ("auto", "cpu", "cuda"), "scheduler": ("cosine", "constant")}
 
 
@@ -80,6 +92,7 @@ class Config:
     search_space: PluginChoice = attrs.field(factory=lambda: PluginChoice("nasbench201"))
     dataset: PluginChoice = attrs.field(factory=lambda: PluginChoice("digits"))
     run: RunSettings = attrs.field(factory=RunSettings)
+    train: TrainSettings = attrs.field(factory=TrainSettings)
     augment: AugmentSettings = attrs.field(factory=AugmentSettings)
     genotype: Optional[str] = None
 
@@ -87,6 +100,9 @@ class Config:
     def set(self, key: str, value: Any) -> None:
         """Apply one ``section.name=value`` override (strings are converted)."""
         section, _, name = key.partition(".")
+        if section == "genotype" and not name:
+            self.genotype = None if value is None else str(value)
+            return
         if not name:
             section, name = "run", section
         if section == "run":
@@ -96,18 +112,18 @@ class Config:
                 raise NasframeError(f"config key 'run.{name}' must be one of {', '.join(allowed)}, got {value!r}")
         elif section == "augment":
             _set_attr(self.augment, AugmentSettings, name, value, "augment")
+        elif section == "train":
+            if self.command != "train":
+                raise NasframeError(f"config key {key!r} applies to nasframe train only; a search is set up by optimizer.*")
+            _set_attr(self.train, TrainSettings, name, value, "train")
         elif section in ("optimizer", "search_space", "dataset"):
             choice: PluginChoice = getattr(self, section)
             if name == "name":
                 choice.name = str(value)
             else:
                 choice.settings[name] = value
-        elif section == "genotype" and not name:
-            self.genotype = str(value)
         else:
-            raise NasframeError(
-                f"unknown config key {key!r}; sections are run, optimizer, search_space, dataset, augment"
-            )
+            raise NasframeError(f"unknown config key {key!r}; sections are {', '.join(SECTIONS)}")
 
     def update(self, data: Mapping[str, Any], origin: str) -> None:
         """Apply a nested mapping (from a config file)."""
@@ -118,7 +134,7 @@ class Config:
                 continue
             if section == "genotype":
                 self.genotype = None if body is None else str(body)
-            elif isinstance(body, Mapping) and section in ("run", "augment", "optimizer", "search_space", "dataset"):
+            elif isinstance(body, Mapping) and section in SECTIONS:
                 for key, value in body.items():
                     if section in ("optimizer", "search_space", "dataset") and key == "settings":
                         if not isinstance(value, Mapping):
@@ -132,9 +148,7 @@ class Config:
             elif section in attrs.fields_dict(RunSettings):
                 self.set(f"run.{section}", body)
             else:
-                raise NasframeError(
-                    f"{origin}: unknown config key {section!r}; sections are run, optimizer, search_space, dataset, augment"
-                )
+                raise NasframeError(f"{origin}: unknown config key {section!r}; sections are {', '.join(SECTIONS)}")
 
     def plugin_kinds(self) -> tuple[str, ...]:
         """The plugin kinds this command uses (training uses no search optimizer)."""
@@ -158,6 +172,7 @@ class Config:
             "search_space": {"name": self.search_space.name, **self.search_space.settings},
             "dataset": {"name": self.dataset.name, **self.dataset.settings},
             "run": attrs.asdict(self.run),
+            **({"train": attrs.asdict(self.train)} if self.command == "train" else {}),
             "augment": attrs.asdict(self.augment),
             **({"genotype": self.genotype} if self.genotype is not None else {}),
         }

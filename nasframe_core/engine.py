@@ -56,6 +56,13 @@ def cosine_lr(epoch: int, epochs: int, lr_max: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def scheduled_lr(run, epoch: int, lr_max: float) -> float:
+    """The learning rate of ``epoch`` under ``run.scheduler`` (cosine to ``run.lr_min``, or constant)."""
+    if run.scheduler == "constant":
+        return lr_max
+    return cosine_lr(epoch, run.epochs, lr_max, run.lr_min)
+
+
 class RunContext:
     """What observers see: the config, the plugin host, the job, the run directory."""
 
@@ -107,9 +114,9 @@ class Progress:
 
 
 def _setup_logging(run_dir: Optional[RunDir], quiet: bool) -> list[logging.Handler]:
+    """Handlers for the run (console, log.txt); the caller removes them when the run ends."""
     root = logging.getLogger("nasframe")
     root.setLevel(logging.INFO)
-    root.propagate = False
     handlers: list[logging.Handler] = []
     if not quiet:
         console = logging.StreamHandler(sys.stderr)
@@ -158,13 +165,17 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
     distributed.barrier()
 
     ctx = RunContext(config, host, run_dir, device)
+    logger = logging.getLogger("nasframe")
+    propagate = logger.propagate
+    logger.propagate = False  # the run's handlers print; the caller's own logging stays as it was
     handlers = _setup_logging(run_dir, quiet or not main)
     try:
         return _execute(ctx, checkpoint, main)
     finally:
         for h in handlers:
-            logging.getLogger("nasframe").removeHandler(h)
+            logger.removeHandler(h)
             h.close()
+        logger.propagate = propagate
 
 
 def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
@@ -189,6 +200,7 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
         elapsed = float(checkpoint.get("elapsed", 0.0))
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
+            run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
         log.info("resumed %s at epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Optional
 
 from .errors import NasframeError
 
@@ -50,6 +50,11 @@ def read_genotype_text(source: str) -> str:
     A run directory yields the ``genotype`` of its ``result.json``; a JSON file its
     ``genotype`` key; any other file its stripped text.
     """
+    return genotype_source(source)[0]
+
+
+def genotype_source(source: str) -> tuple[str, Optional[str]]:
+    """The genotype string behind ``source`` and, where it says, its search space's name."""
     path = Path(source)
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
@@ -66,15 +71,16 @@ def read_genotype_text(source: str) -> str:
         text = path.read_text().strip()
         if not text:
             raise NasframeError(f"genotype file {path} is empty")
-        return text
-    return source.strip()
+        return text, None
+    return source.strip(), None
 
 
-def _genotype_from_json_file(path: Path) -> str:
+def _genotype_from_json_file(path: Path) -> tuple[str, Optional[str]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise NasframeError(f"cannot read {path}: {exc}; it should be a JSON file with a 'genotype' key") from None
     if not isinstance(data, dict) or "genotype" not in data:
         raise NasframeError(f"{path} has no 'genotype' key")
-    return str(data["genotype"])
+    space = data.get("search_space") or data.get("space") or (data.get("genotype_json") or {}).get("space")
+    return str(data["genotype"]), (str(space) if space else None)

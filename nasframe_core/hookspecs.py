@@ -19,7 +19,8 @@ Search phases
     optimizer published without hook implementations still runs.
 
 Observers
-    Called for every plugin that implements them, in registration order, with the
+    Called for every plugin that implements them (pluggy calls the most recently registered
+    first), with the
     :class:`~nasframe_core.engine.RunContext` of the run: loggers, plotters, early stopping
     (``run.request_stop(reason)``) and progress displays live here. Their return values
     are ignored.

@@ -98,11 +98,6 @@ class Pool(nn.Module):
             return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         return F.max_pool2d(x, 3, self.stride, 1)
 
-    @property
-    def stateless(self) -> bool:
-        """True when the output depends on the input alone (no parameters, no running stats)."""
-        return self.bn is None or (not self.bn.affine and not self.bn.track_running_stats)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pool(x)
         return out if self.bn is None else self.bn(out)

@@ -2,22 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
-import networkx as nx
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from matplotlib.figure import Figure  # no pyplot: nothing global (backend, figure registry) changes
 
 
-def plot_alphas(metrics: list[dict], out: Path) -> list[Path]:
-    """One figure per cell type: a panel per edge, softmaxed weight of each op over the epochs."""
-    plt = _pyplot()
+def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) -> list[Path]:
+    """One figure per cell type: a panel per edge, softmaxed weight of each op over the epochs.
+
+    ``specs`` (the space's cell specs) name the ops and edges; without them they are numbered.
+    """
     records = [m for m in metrics if isinstance(m.get("alphas"), dict)]
     if not records:
         return []
@@ -28,13 +22,16 @@ def plot_alphas(metrics: list[dict], out: Path) -> list[Path]:
         n_edges, n_ops = len(series[0]), len(series[0][0])
         cols = min(4, n_edges)
         rows = -(-n_edges // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False, sharey=True)
-        names = records[0].get("op_names", {}).get(cell_type) if isinstance(records[0].get("op_names"), dict) else None
+        fig = Figure(figsize=(3.2 * cols, 2.4 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+        spec = (specs or {}).get(cell_type)
+        known = spec is not None and spec.num_ops == n_ops and spec.num_edges == n_edges
         for e in range(n_edges):
             ax = axes[e // cols][e % cols]
             for k in range(n_ops):
-                ax.plot(epochs, [s[e][k] for s in series], label=names[k] if names else f"op {k}")
-            ax.set_title(f"edge {e}", fontsize=9)
+                ax.plot(epochs, [s[e][k] for s in series], label=spec.ops[k] if known else f"op {k}")
+            src, dst = spec.edges[e] if known else (None, None)
+            ax.set_title(f"edge {src}->{dst}" if known else f"edge {e}", fontsize=9)
             ax.tick_params(labelsize=7)
         for e in range(n_edges, rows * cols):
             axes[e // cols][e % cols].axis("off")
@@ -44,38 +41,44 @@ def plot_alphas(metrics: list[dict], out: Path) -> list[Path]:
         fig.tight_layout(rect=(0, 0.06, 1, 0.96))
         path = out / f"alphas_{cell_type}.png"
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         written.append(path)
     return written
 
 
 def plot_cells(space, genotype, out: Path) -> list[Path]:
-    """One figure per cell type of ``genotype``: its kept edges labelled with their ops."""
-    plt = _pyplot()
+    """One figure per cell type of ``genotype``: nodes on a line, each kept edge an arc
+    labelled with its op (arcs alternate above and below the line so labels stay apart)."""
+    from matplotlib.patches import FancyArrowPatch
+
     written = []
     specs = space.cell_specs()
     for cell_type, choices in space.genotype_choices(genotype).items():
         spec = specs[cell_type]
-        g = nx.MultiDiGraph()
-        g.add_nodes_from(spec.inputs + spec.nodes)
-        for c in choices:
-            if c.op != "none":
-                g.add_edge(c.src, c.dst, label=c.op)
-        layers = {n: (0 if n in spec.inputs else 1 + spec.nodes.index(n)) for n in g.nodes}
-        for n, layer in layers.items():
-            g.nodes[n]["layer"] = layer
-        pos = nx.multipartite_layout(g, subset_key="layer")
-        fig, ax = plt.subplots(figsize=(7, 4))
-        colors = ["#9ecae1" if n in spec.inputs else "#fdd0a2" for n in g.nodes]
-        nx.draw_networkx_nodes(g, pos, node_color=colors, node_size=700, ax=ax)
-        nx.draw_networkx_labels(g, pos, ax=ax)
-        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, connectionstyle="arc3,rad=0.15")
-        labels = {(u, v): d["label"] for u, v, d in g.edges(data=True)}
-        nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, font_size=7, ax=ax)
-        ax.set_title(f"{cell_type} cell (output: {spec.combine} of {list(spec.output)})")
+        nodes = list(spec.inputs) + [n for n in spec.nodes if n not in spec.inputs]
+        x = {n: float(i) for i, n in enumerate(nodes)}
+        kept = [c for c in choices if c.op != "none"]
+        fig = Figure(figsize=(1.6 * len(nodes) + 2, 4.5))
+        ax = fig.subplots()
+        for i, c in enumerate(sorted(kept, key=lambda c: (x[c.dst] - x[c.src], c.dst, c.src))):
+            span = x[c.dst] - x[c.src]
+            side = 1 if i % 2 == 0 else -1
+            rad = -0.35 * side  # arc3: negative bends to the left of the direction, i.e. up
+            ax.add_patch(FancyArrowPatch((x[c.src], 0), (x[c.dst], 0), connectionstyle=f"arc3,rad={rad}",
+                                         arrowstyle="-|>", mutation_scale=12, shrinkA=14, shrinkB=14, lw=1.2))
+            ax.text((x[c.src] + x[c.dst]) / 2, side * 0.35 * span / 2 * 1.0, c.op, ha="center",
+                    va="bottom" if side > 0 else "top", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+        for n in nodes:
+            color = "#9ecae1" if n in spec.inputs else "#fdd0a2"
+            ax.scatter([x[n]], [0], s=700, c=color, zorder=3, edgecolors="#555555")
+            ax.text(x[n], 0, str(n), ha="center", va="center", zorder=4)
+        reach = 0.35 * (len(nodes) - 1) / 2 + 0.4
+        ax.set_xlim(-0.6, len(nodes) - 0.4)
+        ax.set_ylim(-reach, reach)
+        ax.set_aspect("equal")  # arc3 bends in display space: equal axes put the labels on the arcs
+        ax.set_title(f"{cell_type} cell; output: {spec.combine} of nodes {list(spec.output)}")
         ax.axis("off")
         path = out / f"cell_{cell_type}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
         written.append(path)
     return written

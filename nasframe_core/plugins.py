@@ -201,10 +201,13 @@ class PluginHost:
 
     def get(self, kind: str, name: str) -> Registration:
         """The registration of ``name``; an unknown name lists what is installed."""
-        try:
-            return self._registry[kind][name]
-        except KeyError:
-            raise unknown_name(KIND_LABEL[kind], name, self._registry[kind]) from None
+        registry = self._registry[kind]
+        if name in registry:
+            return registry[name]
+        folded = [n for n in registry if n.lower() == str(name).lower()]
+        if len(folded) == 1:  # 'imagenet16-120' finds 'ImageNet16-120'
+            return registry[folded[0]]
+        raise unknown_name(KIND_LABEL[kind], name, registry)
 
     def create(self, kind: str, name: str, **settings) -> Any:
         """Call the factory of ``name`` with ``settings``."""

@@ -83,13 +83,14 @@ def cmd_plot(host, args) -> int:
     from .plotting import plot_alphas, plot_cells
 
     cfg = load_config_file(run.file(CONFIG))
-    written = plot_alphas(metrics, out)
+    space_cfg = cfg.get("search_space") or {}
+    space = None
+    if space_cfg.get("name"):
+        space = host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
+    written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
-    space_name = (cfg.get("search_space") or {}).get("name")
-    if genotype and space_name:
-        space_settings = {k: v for k, v in (cfg.get("search_space") or {}).items() if k != "name"}
-        space = host.create("search_space", space_name, **space_settings)
+    if genotype and space is not None:
         written += plot_cells(space, space.parse_genotype(genotype), out)
     for path in written:
         print(path)

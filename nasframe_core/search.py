@@ -9,9 +9,10 @@ import attrs
 import torch
 
 from . import distributed
+from .benchmark import open_benchmark
 from .config import resolved_plugin_settings
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
-from .engine import RunContext, check_finite, cosine_lr
+from .engine import RunContext, check_finite, scheduled_lr
 from .errors import NasframeError
 from .settings import factory_settings
 
@@ -67,22 +68,15 @@ class JobBase:
 
     def _attach_benchmark(self):
         name = getattr(self.space, "benchmark_name", None)
-        path = self.config.run.benchmark
         if name is None:
-            if path:
+            if self.config.run.benchmark:
                 raise NasframeError(f"search space {self.space.name!r} has no benchmark; drop --benchmark")
             return None
-        try:
-            reg = self.ctx.host.get("benchmark", name)
-        except NasframeError:
+        if name not in self.ctx.host.names("benchmark"):
             return None
-        env = reg.options.get("env")
-        if path is None and env:
-            path = os.environ.get(env) or None
-        if path is None:
-            return None
-        bench = reg.factory(path)
-        self.space.attach_benchmark(bench)
+        bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
+        if bench is not None:
+            self.space.attach_benchmark(bench)
         return bench
 
     def to_device(self, data: ImageData) -> ImageData:
@@ -102,12 +96,11 @@ class JobBase:
             drop_last=drop_last,
         )
 
-    def shard(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's slice of a global batch."""
+    def local_batch(self, batches: EpochBatches, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of global batch ``i`` (each rank loads and augments only its share)."""
         if self.world == 1:
-            return batch
-        b = self.config.run.batch_size
-        return tuple(t[self.rank * b : (self.rank + 1) * b] for t in batch)
+            return batches.batch(i)
+        return batches.batch(i, part=(self.rank, self.world))
 
     def benchmark_report(self, genotype) -> Optional[dict]:
         if self.benchmark is None:
@@ -189,10 +182,9 @@ class SearchJob(JobBase):
     def _set_lr(self, epoch: int) -> Optional[float]:
         if self._lr_max is None:
             return None
-        run = self.config.run
         opt = self.optimizer.op_optimizer
         for group, lr_max in zip(opt.param_groups, self._lr_max):
-            group["lr"] = lr_max if run.scheduler == "constant" else cosine_lr(epoch, run.epochs, lr_max, run.lr_min)
+            group["lr"] = scheduled_lr(self.config.run, epoch, lr_max)
         return opt.param_groups[0]["lr"]
 
     def run_epoch(self, epoch: int, progress) -> dict:
@@ -207,8 +199,8 @@ class SearchJob(JobBase):
         step_observers = bool(host.hook.nasframe_step_end.get_hookimpls())
         sync_every = 1 if self.device.type == "cpu" else 25
         for i in range(self._steps):
-            data_train = self.shard(train_b.batch(i))
-            data_val = self.shard(val_b.batch(i))
+            data_train = self.local_batch(train_b, i)
+            data_val = self.local_batch(val_b, i)
             out = host.hook.nasframe_step(optimizer=opt, data_train=data_train, data_val=data_val)
             if out is None:
                 out = opt.step(data_train, data_val)
@@ -319,8 +311,10 @@ class SearchJob(JobBase):
         if bench and bench.get("test_accuracy") is not None:
             valid = bench.get("valid_accuracy")
             extra = f", validation {valid:.2f}%" if valid is not None else ""
+            where = "" if bench["dataset"].lower() == result["dataset"].lower() else (
+                f" (the table's result for this cell; the search ran on {result['dataset']})")
             lines.append(
-                f"benchmark {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%{extra}"
+                f"benchmark {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%{extra}{where}"
             )
         elif self.benchmark is None and getattr(self.space, "benchmark_name", None):
             lines.append("no benchmark table attached: pass --benchmark PATH to look up its accuracy")

@@ -74,15 +74,36 @@ def _to_int(value: Any) -> int:
     return int(str(value).strip())
 
 
+_SAMPLES = {int: 0, float: 0.0, bool: False, str: ""}
+
+
+def _annotated_types(factory: Callable[..., Any]) -> dict[str, type]:
+    """The plain types (int, float, bool, str) that ``factory``'s signature annotates."""
+    import typing
+
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: fall back to the defaults' types
+        return {}
+    return {name: hint for name, hint in hints.items() if hint in _SAMPLES}
+
+
 def check_settings(factory: Callable[..., Any], settings: Mapping[str, Any], label: str) -> dict:
-    """Validate and convert ``settings`` for ``factory``; unknown names list the known ones."""
+    """Validate and convert ``settings`` for ``factory``; unknown names list the known ones.
+
+    Values are converted to the annotated type of the argument (``grad_clip: float = 5``
+    takes 2.5), else to the type of its default.
+    """
     known = factory_settings(factory)
+    types = _annotated_types(factory)
     out = {}
     for key, value in settings.items():
         if key not in known:
             listing = ", ".join(sorted(known)) or "none"
             raise NasframeError(f"unknown setting {key!r} for {label}; known settings: {listing}")
-        out[key] = coerce(value, known[key], key)
+        sample = _SAMPLES[types[key]] if key in types else known[key]
+        out[key] = coerce(value, sample, key)
     return out
 
 

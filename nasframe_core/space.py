@@ -10,7 +10,7 @@ the modules keep a precomputed edge order and never touch networkx during a forw
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
 import attrs
 import networkx as nx
@@ -216,19 +216,3 @@ class SearchSpace(abc.ABC):
         from .benchmark import TEST_ACCURACY
 
         return self.query(genotype, dataset, TEST_ACCURACY)
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON summary of the description (cell types, edges, ops)."""
-        return {
-            "name": self.name,
-            "cells": {
-                n: {"edges": [list(e) for e in s.edges], "ops": list(s.ops)} for n, s in self.cell_specs().items()
-            },
-        }
-
-
-def iter_cells(network: nn.Module) -> Iterable[nn.Module]:
-    """Every module of ``network`` that implements a cell (it carries a ``spec``)."""
-    for m in network.modules():
-        if isinstance(getattr(m, "spec", None), CellSpec):
-            yield m

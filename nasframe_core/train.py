@@ -15,7 +15,7 @@ from torch import nn
 from . import distributed
 from .cells import discrete_cell_factory
 from .config import Config
-from .engine import RunContext, check_finite, cosine_lr
+from .engine import RunContext, check_finite, scheduled_lr
 from .errors import NasframeError
 from .genotype import read_genotype_text
 from .search import JobBase
@@ -54,12 +54,12 @@ class TrainJob(JobBase):
             )
         self.model = model.to(self.device)
         distributed.broadcast_(list(self.model.parameters()) + list(self.model.buffers()))
-        run = cfg.run
+        run, hp = cfg.run, cfg.train
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=run.learning_rate, momentum=run.momentum,
-            weight_decay=run.weight_decay, nesterov=run.nesterov and run.momentum > 0,
+            self.model.parameters(), lr=hp.learning_rate, momentum=hp.momentum,
+            weight_decay=hp.weight_decay, nesterov=hp.nesterov and hp.momentum > 0,
         )
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=run.label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.train_data = self.to_device(self.splits.train)
         if self.splits.test is None:
             raise NasframeError(f"dataset {self.info.name!r} has no test split to report accuracy on")
@@ -87,11 +87,11 @@ class TrainJob(JobBase):
         return {"model": self.model, "optimizer": self.optimizer}
 
     def run_epoch(self, epoch: int, progress) -> dict:
-        run = self.config.run
-        lr = cosine_lr(epoch, run.epochs, run.learning_rate, run.lr_min) if run.scheduler == "cosine" else run.learning_rate
+        run, hp = self.config.run, self.config.train
+        lr = scheduled_lr(run, epoch, hp.learning_rate)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        drop = run.drop_path_prob * epoch / max(1, run.epochs)
+        drop = hp.drop_path_prob * epoch / max(1, run.epochs)
         if hasattr(self.model, "set_drop_path"):
             self.model.set_drop_path(drop)
         else:
@@ -103,22 +103,22 @@ class TrainJob(JobBase):
         params = [p for p in self.model.parameters() if p.requires_grad]
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         seen = 0
-        with_aux = hasattr(self.model, "forward_with_aux") and run.auxiliary_weight > 0
+        with_aux = hasattr(self.model, "forward_with_aux") and hp.auxiliary_weight > 0
         sync_every = 1 if self.device.type == "cpu" else 25
         for i in range(self._steps):
-            x, y = self.shard(batches.batch(i))
+            x, y = self.local_batch(batches, i)
             self.optimizer.zero_grad(set_to_none=True)
             if with_aux:
                 logits, aux = self.model.forward_with_aux(x)
                 loss = self.criterion(logits, y)
-                total = loss + run.auxiliary_weight * self.criterion(aux, y) if aux is not None else loss
+                total = loss + hp.auxiliary_weight * self.criterion(aux, y) if aux is not None else loss
             else:
                 logits = self.model(x)
                 loss = total = self.criterion(logits, y)
             total.backward()
             distributed.all_reduce_mean_([p.grad for p in params])
-            if run.grad_clip:
-                nn.utils.clip_grad_norm_(params, run.grad_clip)
+            if hp.grad_clip:
+                nn.utils.clip_grad_norm_(params, hp.grad_clip)
             self.optimizer.step()
             seen += len(y)
             with torch.no_grad():

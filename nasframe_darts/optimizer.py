@@ -14,6 +14,7 @@ from nasframe_core.cells import discrete_cell_factory
 from nasframe_core.data import dataset_info
 from nasframe_core.errors import NasframeError
 from nasframe_core.optimizer import MetaOptimizer
+from nasframe_core.settings import coerce
 from nasframe_core.space import SearchSpace
 
 from .discretize import discretize_cell
@@ -49,11 +50,29 @@ def _resolve(kind: str, value: Any, module: Any, base: type, example: str = "SGD
 
 
 def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, str):
-        value = {"true": True, "false": False, "1": True, "0": False}.get(value.lower(), value)
-    if not isinstance(value, bool):
-        raise NasframeError(f"{name} must be true or false, got {value!r}")
-    return value
+    return coerce(value, False, name)
+
+
+def _build_optimizer(cls: type, params: list, kind: str, **settings) -> torch.optim.Optimizer:
+    """``cls(params, ...)`` with the settings its constructor takes; a refusal is one line."""
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise NasframeError(f"{kind} {cls.__name__} needs a closure to step; choose one such as SGD or Adam")
+    kwargs = {k: v for k, v in settings.items() if k == "lr" or _accepts(cls, k)}
+    try:
+        return cls(params, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise NasframeError(f"{kind} {cls.__name__} cannot optimize these parameters: {' '.join(str(exc).split())}") from None
+
+
+def _step(optimizer: torch.optim.Optimizer, kind: str) -> None:
+    try:
+        optimizer.step()
+    except RuntimeError as exc:
+        if "sparse" not in str(exc).lower():
+            raise
+        raise NasframeError(f"{kind} {type(optimizer).__name__} cannot take these gradients: "
+                            f"{' '.join(str(exc).split())}") from None
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -87,7 +106,7 @@ class DARTSOptimizer(MetaOptimizer):
         learning_rate: float = 0.025,
         momentum: float = 0.9,
         weight_decay: float = 0.0003,
-        grad_clip: int = 5,
+        grad_clip: float = 5,
         unrolled: bool = False,
         arch_learning_rate: float = 0.0003,
         arch_weight_decay: float = 0.001,
@@ -207,20 +226,15 @@ class DARTSOptimizer(MetaOptimizer):
         self.arch_optimizer = self._make_arch_optimizer(self.graph.arch_parameters())
 
     def _make_op_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        cls = self._op_optimizer_cls
-        kwargs: dict[str, Any] = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
-        if _accepts(cls, "momentum"):
-            kwargs["momentum"] = self.momentum
-        return cls(list(params), **kwargs)
+        return _build_optimizer(self._op_optimizer_cls, list(params), "op_optimizer", lr=self.learning_rate,
+                                weight_decay=self.weight_decay, momentum=self.momentum)
 
     def _make_arch_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         cls = self.arch_optimizer if isinstance(self.arch_optimizer, type) else type(self.arch_optimizer)
-        kwargs: dict[str, Any] = {"lr": self.arch_learning_rate, "weight_decay": self.arch_weight_decay}
-        if _accepts(cls, "betas"):
-            kwargs["betas"] = ARCH_BETAS
         if not params:  # every cell type out of scope: nothing to learn, keep a valid optimizer
             params = [nn.Parameter(torch.zeros(0))]
-        return cls(params, **kwargs)
+        return _build_optimizer(cls, params, "arch_optimizer", lr=self.arch_learning_rate,
+                                weight_decay=self.arch_weight_decay, betas=ARCH_BETAS)
 
     def _require_graph(self) -> SuperNet:
         if self.graph is None:
@@ -260,6 +274,10 @@ class DARTSOptimizer(MetaOptimizer):
                 return fn(x)
         return fn(x)
 
+    def _graph_owned_outputs(self) -> bool:
+        """Whether outputs live in CUDA-graph memory that the next replay overwrites."""
+        return self.compile and self.device.type == "cuda"
+
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self._forward(x)
         if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: the loss in float32
@@ -273,7 +291,7 @@ class DARTSOptimizer(MetaOptimizer):
         the objective of the architecture step.
         """
         graph = self._require_graph()
-        graphs_on_gpu = self.compile and self.device.type == "cuda"
+        graphs_on_gpu = self._graph_owned_outputs()
         if graphs_on_gpu and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
         x_train, y_train = (t.to(self.device, non_blocking=True) for t in data_train)
@@ -294,7 +312,7 @@ class DARTSOptimizer(MetaOptimizer):
             distributed.all_reduce_mean_(grads)
             for a, g in zip(alphas, grads):
                 a.grad = g
-            self.arch_optimizer.step()
+            _step(self.arch_optimizer, "arch_optimizer")
         else:
             with torch.no_grad():
                 logits_val, loss_val = self._loss(x_val, y_val)
@@ -308,7 +326,7 @@ class DARTSOptimizer(MetaOptimizer):
             w.grad = g
         if self.grad_clip:
             nn.utils.clip_grad_norm_(weights, self.grad_clip)
-        self.op_optimizer.step()
+        _step(self.op_optimizer, "op_optimizer")
         return logits_train.detach(), logits_val.detach(), loss_train.detach(), loss_val.detach()
 
     def current_lr(self) -> float:
@@ -345,6 +363,9 @@ class DARTSOptimizer(MetaOptimizer):
         grads = torch.autograd.grad(loss_val, list(alphas) + weights, allow_unused=True)
         dalpha = list(grads[: len(alphas)])
         v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
+        if self._graph_owned_outputs():  # needed after later replays: own copies (small tensors)
+            dalpha = [g.clone() for g in dalpha]
+            logits_val, loss_val = logits_val.detach().clone(), loss_val.detach().clone()
         distributed.all_reduce_mean_(dalpha + v)
 
         with torch.no_grad():
@@ -355,6 +376,8 @@ class DARTSOptimizer(MetaOptimizer):
             torch._foreach_add_(weights, step)
         with _frozen(weights):
             g_pos = torch.autograd.grad(self._loss(x_train, y_train)[1], alphas)
+        if self._graph_owned_outputs():
+            g_pos = [g.clone() for g in g_pos]
         with torch.no_grad():
             torch._foreach_sub_(weights, step)
             torch._foreach_sub_(weights, step)
@@ -413,10 +436,6 @@ class DARTSOptimizer(MetaOptimizer):
         if self.graph is None or self.search_space is None:
             return None
         return self.search_space.test_statistics(self.get_genotype(), self.dataset)
-
-    def arch_weights_json(self) -> dict[str, list]:
-        """The raw alphas as nested lists, by cell type."""
-        return {name: a.detach().cpu().tolist() for name, a in self._require_graph().alphas.items()}
 
     def softmax_json(self) -> dict[str, list]:
         with torch.no_grad():

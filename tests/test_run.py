@@ -101,6 +101,9 @@ def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
         (["--config", "/nonexistent/c.yaml"], "config file /nonexistent/c.yaml not found"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "--data-dir /nonexistent/cifar does not exist"),
         (["--benchmark", "/nonexistent/nb201.csv"], "/nonexistent/nb201.csv"),
+        (["--set", "optimizer.arch_optimizer=LBFGS"], "LBFGS needs a closure"),
+        (["--set", "optimizer.op_optimizer=Nope"], "unknown op_optimizer 'Nope'"),
+        (["--set", "train.learning_rate=0.1"], "applies to nasframe train only"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, needle):
@@ -172,6 +175,7 @@ def test_resume_extends_a_finished_run_like_a_longer_run(tmp_path):
     assert main(["run", *common, "--epochs", "3", "--out", str(a)]) == 0
     assert main(["run", *common, "--epochs", "2", "--out", str(b)]) == 0
     assert main(["run", "--resume", str(b), "--epochs", "3", "--quiet"]) == 0
+    assert "epochs: 3" in (b / "config.yaml").read_text()  # the resumed length is recorded
     ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
     assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
     ma = [json.loads(l) for l in (a / "metrics.jsonl").read_text().splitlines()]
@@ -279,3 +283,24 @@ def test_show_and_plot(tmp_path, capsys):
     assert {Path(p).name for p in written} == {"alphas_cell.png", "cell_cell.png"}
     for p in written:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_damaged_benchmark_table_fails_before_any_epoch(tmp_path):
+    bad = tmp_path / "nb201.csv"
+    bad.write_text("a,b\n1,2\n")
+    out = tmp_path / "run"
+    line = one_error_line(nasframe("run", *TINY, "--epochs", "1", "--benchmark", str(bad), "--out", str(out)))
+    assert str(bad) in line
+    assert not (out / "checkpoint.pt").exists() and not (out / "metrics.jsonl").exists()
+
+
+def test_names_and_values_users_type(tmp_path):
+    host = make_plugin_manager()
+    assert host.get("dataset", "imagenet16-120").name == "ImageNet16-120"  # case-insensitive when unique
+    from nasframe_core.cli import build_parser, config_from_args
+
+    cfg = config_from_args(host, build_parser(host).parse_args(
+        ["run", "--set", "optimizer.grad_clip=2.5", "--set", "optimizer.unrolled=yes"]), "run")
+    assert cfg.optimizer.settings == {"grad_clip": 2.5, "unrolled": True}
+    cfg = config_from_args(host, build_parser(host).parse_args(["train", "--set", "genotype=0"]), "train")
+    assert cfg.genotype == "0"

@@ -244,8 +244,8 @@ def test_evaluation_options_and_the_papers_recipe():
         assert logits.shape == (2, 100) and (aux_logits is not None) is auxiliary
     recipe = DartsSearchSpace.train_recipe
     assert recipe["search_space.C"] == 36 and recipe["search_space.layers"] == 20
-    assert recipe["search_space.auxiliary"] is True and recipe["run.auxiliary_weight"] == 0.4
-    assert recipe["run.drop_path_prob"] == 0.2 and recipe["augment.cutout"] == 16
+    assert recipe["search_space.auxiliary"] is True and recipe["train.auxiliary_weight"] == 0.4
+    assert recipe["train.drop_path_prob"] == 0.2 and recipe["augment.cutout"] == 16
     assert recipe["run.epochs"] == 600 and recipe["run.batch_size"] == 96
 
 

@@ -36,7 +36,7 @@ def test_bf16_autocast_is_off_by_default_and_close_when_on():
 
 
 def test_flags_reject_nonsense():
-    with pytest.raises(NasframeError, match="compile must be true or false"):
+    with pytest.raises(NasframeError, match="'compile' must be true or false"):
         DARTSOptimizer(compile="sometimes")
     with pytest.raises(NasframeError, match="channels_last must be auto, true or false"):
         DARTSOptimizer(channels_last="maybe")

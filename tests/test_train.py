@@ -29,18 +29,18 @@ def test_darts_recipe_is_the_default_and_overridable():
     host = make_plugin_manager()
     args = build_parser(host).parse_args(["train", "--search-space", "darts", "--genotype", str(DARTS_V2)])
     cfg = config_from_args(host, args, "train")
-    run = cfg.run
-    assert (run.epochs, run.batch_size, run.learning_rate, run.auxiliary_weight, run.drop_path_prob) == (
+    run, hp = cfg.run, cfg.train
+    assert (run.epochs, run.batch_size, hp.learning_rate, hp.auxiliary_weight, hp.drop_path_prob) == (
         600, 96, 0.025, 0.4, 0.2)
-    assert cfg.augment.cutout == 16 and run.lr_min == 0.0 and run.grad_clip == 5.0
+    assert cfg.augment.cutout == 16 and run.lr_min == 0.0 and hp.grad_clip == 5.0
     assert cfg.search_space.settings == {"C": 36, "layers": 20, "auxiliary": True}
     args = build_parser(host).parse_args(["train", "--search-space", "darts", "--genotype", str(DARTS_V2),
-                                          "--epochs", "7", "--set", "run.drop_path_prob=0", "--set", "search_space.C=16"])
+                                          "--epochs", "7", "--set", "train.drop_path_prob=0", "--set", "search_space.C=16"])
     cfg = config_from_args(host, args, "train")
-    assert cfg.run.epochs == 7 and cfg.run.drop_path_prob == 0.0 and cfg.search_space.settings["C"] == 16
+    assert cfg.run.epochs == 7 and cfg.train.drop_path_prob == 0.0 and cfg.search_space.settings["C"] == 16
     args = build_parser(host).parse_args(["train", "--search-space", "nasbench201", "--genotype", "0"])
     cfg = config_from_args(host, args, "train")
-    assert (cfg.run.epochs, cfg.run.batch_size, cfg.run.learning_rate, cfg.run.nesterov) == (200, 256, 0.1, True)
+    assert (cfg.run.epochs, cfg.run.batch_size, cfg.train.learning_rate, cfg.train.nesterov) == (200, 256, 0.1, True)
 
 
 def test_genotype_of_a_finished_search_trains_and_reports(tmp_path, capsys):
@@ -132,3 +132,18 @@ def test_darts_v2_builds_the_published_size():
 
     net = DartsSearchSpace(C=36, layers=20, auxiliary=True).final_network(DARTS_V2, num_classes=10)
     assert count_parameters(net) == pytest.approx(3.3e6, rel=0.03)
+
+
+def test_space_of_the_recipe_comes_from_set_or_from_the_genotype_source(tmp_path):
+    host = make_plugin_manager()
+    args = build_parser(host).parse_args(["train", "--set", "search_space.name=darts", "--genotype", str(DARTS_V2)])
+    cfg = config_from_args(host, args, "train")
+    assert cfg.search_space.name == "darts" and cfg.run.epochs == 600 and cfg.search_space.settings["C"] == 36
+    run_dir = tmp_path / "search"
+    run_dir.mkdir()
+    (run_dir / "result.json").write_text(json.dumps({"genotype": str(DARTS_V2), "search_space": "darts"}))
+    cfg = config_from_args(host, build_parser(host).parse_args(["train", "--genotype", str(run_dir)]), "train")
+    assert cfg.search_space.name == "darts" and cfg.train.auxiliary_weight == 0.4
+    proc = cli("train", "--search-space", "nasbench201", "--genotype", str(run_dir), "--out", str(tmp_path / "t"))
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and "comes from a 'darts' search" in lines[0]

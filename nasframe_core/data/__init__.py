@@ -144,7 +144,7 @@ def split_train_val(data: ImageData, portion: float, seed: int) -> tuple[ImageDa
 class Normalizer:
     """uint8 images to normalised floats on the device."""
 
-    def __init__(self, info: DatasetInfo, device: torch.device, channels_last: bool = False):
+    def __init__(self, info: DatasetInfo, device: torch.device):
         c = info.in_channels
         mean = torch.tensor(info.mean[:c] if len(info.mean) >= c else info.mean * c, dtype=torch.float32)
         std = torch.tensor(info.std[:c] if len(info.std) >= c else info.std * c, dtype=torch.float32)
@@ -205,8 +205,14 @@ class EpochBatches:
     def __len__(self) -> int:
         return self.num_batches
 
-    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sl = slice(i * self.batch_size, min((i + 1) * self.batch_size, len(self.order)))
+    def batch(self, i: int, part: Optional[tuple[int, int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``i``; ``part=(k, n)``: only its k-th of n equal shares (a rank's share)."""
+        start, stop = i * self.batch_size, min((i + 1) * self.batch_size, len(self.order))
+        if part is not None:
+            k, n = part
+            share = (stop - start) // n
+            start, stop = start + k * share, start + (k + 1) * share
+        sl = slice(start, stop)
         idx = self.order[sl]
         x = self.normalize(self.data.images[idx])
         y = self.data.labels[idx]

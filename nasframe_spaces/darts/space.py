@@ -120,19 +120,18 @@ class DartsSearchSpace(SearchSpace):
     """The DARTS cell space; ``C``/``layers`` are 16/8 for search, 36/20 for evaluation."""
 
     name = "darts"
-    genotype_type = DartsGenotype
     #: the DARTS evaluation protocol, the defaults of `nasframe train` for this space
     train_recipe = {
         "run.epochs": 600,
         "run.batch_size": 96,
-        "run.learning_rate": 0.025,
-        "run.momentum": 0.9,
-        "run.nesterov": False,
-        "run.weight_decay": 3e-4,
+        "train.learning_rate": 0.025,
+        "train.momentum": 0.9,
+        "train.nesterov": False,
+        "train.weight_decay": 3e-4,
         "run.lr_min": 0.0,
-        "run.grad_clip": 5.0,
-        "run.auxiliary_weight": 0.4,
-        "run.drop_path_prob": 0.2,
+        "train.grad_clip": 5.0,
+        "train.auxiliary_weight": 0.4,
+        "train.drop_path_prob": 0.2,
         "augment.cutout": 16,
         "search_space.C": 36,
         "search_space.layers": 20,

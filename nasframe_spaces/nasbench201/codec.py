@@ -13,8 +13,7 @@ ops. The canonical edge order is NB201's: 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2. En
 """
 from __future__ import annotations
 
-import itertools
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import attrs
 
@@ -123,9 +122,3 @@ class NB201Genotype(Genotype):
 
     def __str__(self) -> str:
         return self.to_str()
-
-
-def all_genotypes() -> Iterator[NB201Genotype]:
-    """Every NB201 architecture, in op-index order (not the benchmark's index order)."""
-    for idx in itertools.product(range(len(OPS)), repeat=len(EDGES)):
-        yield NB201Genotype(tuple(OPS[i] for i in idx))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from nasframe_core import hookimpl
 
-from .space import ENV_TABLE, NasBench201SearchSpace
+from .space import NasBench201SearchSpace
+from .tables import ENV_TABLE
 
 
 def _table(path):

@@ -19,17 +19,7 @@ from nasframe_core.ops import Pool, ReLUConvBN, Zero
 from nasframe_core.space import CellFactory, CellSpec, Choice, SearchSpace, dense_cell_graph
 
 from .codec import EDGES, OPS, NB201Genotype
-
-ENV_TABLE = "NASFRAME_NB201"
-
-#: dataset names of the benchmark, with the aliases users type
-BENCHMARK_DATASETS = {
-    "cifar10": "cifar10",
-    "cifar10-valid": "cifar10-valid",
-    "cifar100": "cifar100",
-    "imagenet16-120": "ImageNet16-120",
-    "imagenet16": "ImageNet16-120",
-}
+from .tables import ENV_TABLE, _is_int_text, load_nb201_table, normalize_dataset, resolve_arch
 
 
 class ResNetBasicBlock(nn.Module):
@@ -94,19 +84,18 @@ class NasBench201SearchSpace(SearchSpace):
 
     name = "nasbench201"
     benchmark_name = "nasbench201"
-    genotype_type = NB201Genotype
     #: NAS-Bench-201's training recipe, the defaults of `nasframe train` for this space
     train_recipe = {
         "run.epochs": 200,
         "run.batch_size": 256,
-        "run.learning_rate": 0.1,
-        "run.momentum": 0.9,
-        "run.nesterov": True,
-        "run.weight_decay": 5e-4,
+        "train.learning_rate": 0.1,
+        "train.momentum": 0.9,
+        "train.nesterov": True,
+        "train.weight_decay": 5e-4,
         "run.lr_min": 0.0,
-        "run.grad_clip": 0.0,
-        "run.auxiliary_weight": 0.0,
-        "run.drop_path_prob": 0.0,
+        "train.grad_clip": 0.0,
+        "train.auxiliary_weight": 0.0,
+        "train.drop_path_prob": 0.0,
         "augment.cutout": 0,
     }
 
@@ -122,7 +111,6 @@ class NasBench201SearchSpace(SearchSpace):
             output=(3,),
             edge_order=EDGES,
         )
-        self._env_checked = False
 
     def cell_specs(self) -> dict[str, CellSpec]:
         return {"cell": self._spec}
@@ -164,29 +152,25 @@ class NasBench201SearchSpace(SearchSpace):
 
     def parse_genotype(self, text: str) -> NB201Genotype:
         text = str(text).strip()
-        from .tables import _is_int_text, resolve_arch
-
         if _is_int_text(text):
             return resolve_arch(int(text), self._table())
         return NB201Genotype.from_str(text)
 
     # ------------------------------------------------------------------ benchmark
     def _table(self):
-        if self.benchmark is None and not self._env_checked:
-            self._env_checked = True
+        if self.benchmark is None:
             path = os.environ.get(ENV_TABLE)
             if path:
-                from .tables import load_nb201_table
-
                 self.benchmark = load_nb201_table(path)
         return self.benchmark
 
     def benchmark_dataset(self, dataset: Optional[str]) -> Optional[str]:
         """NB201's name for ``dataset``; other datasets are reported on CIFAR-10."""
         name = getattr(dataset, "name", dataset)
-        if name is None:
+        try:
+            return normalize_dataset(name)
+        except NasframeError:
             return "cifar10"
-        return BENCHMARK_DATASETS.get(str(name).lower(), "cifar10")
 
     def query(self, genotype, dataset, metric):
         if self._table() is None:
