@@ -117,6 +117,18 @@ class JobBase:
             "valid_accuracy": self.space.query(genotype, self.info.name, VALID_ACCURACY),
         }
 
+    def evaluate(self, model: torch.nn.Module, data: ImageData) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy (%) of ``model`` on ``data``, in the model's current mode."""
+        batches = self.batches(data, 0, 2, None, shuffle=False, drop_last=False)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for x, y in batches:
+                logits = model(x)
+                loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").double()
+                correct += (logits.argmax(1) == y).sum()
+        return float(loss_sum) / len(data), 100.0 * float(correct) / len(data)
+
     def steps_in_epoch(self, epoch: int) -> int:
         raise NotImplementedError
 
@@ -247,17 +259,8 @@ class SearchJob(JobBase):
         if report is not None:
             metrics["benchmark"] = report
         if self.test_data is not None:
-            metrics["supernet_test_acc"] = self._evaluate(self.test_data)
+            metrics["supernet_test_acc"] = self.evaluate(self.optimizer.graph, self.test_data)[1]
         return metrics
-
-    def _evaluate(self, data: ImageData) -> float:
-        graph = self.optimizer.graph
-        batches = self.batches(data, 0, 2, None, shuffle=False, drop_last=False)
-        correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        with torch.no_grad():
-            for x, y in batches:
-                correct += (graph(x).argmax(1) == y).sum()
-        return 100.0 * float(correct) / len(data)
 
     def genotype(self):
         g = self.ctx.host.hook.nasframe_discretize(optimizer=self.optimizer)

@@ -128,7 +128,7 @@ class TrainJob(JobBase):
                 check_finite(value, "the training loss", epoch, i, self.ctx.run_dir)
                 progress.update(i, loss=value)
         s = sums.tolist()
-        test_loss, test_acc = self.evaluate()
+        test_loss, test_acc = self.evaluate_test()
         return {
             "epoch": epoch,
             "lr": lr,
@@ -139,19 +139,12 @@ class TrainJob(JobBase):
             "test_acc": test_acc,
         }
 
-    def evaluate(self) -> tuple[float, float]:
+    def evaluate_test(self) -> tuple[float, float]:
         self.model.eval()
-        batches = self.batches(self.test_data, 0, 2, None, shuffle=False, drop_last=False)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        with torch.no_grad():
-            for x, y in batches:
-                logits = self.model(x)
-                loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
-                correct += (logits.argmax(1) == y).sum()
-        self.model.train()
-        n = len(self.test_data)
-        return float(loss_sum) / n, 100.0 * float(correct) / n
+        try:
+            return self.evaluate(self.model, self.test_data)
+        finally:
+            self.model.train()
 
     def epoch_line(self, m: dict, epochs: int) -> str:
         return (

@@ -70,10 +70,8 @@ class _ConvGroup:
         self.targets = [row for row, _, _ in members]
         # for every output channel, its position in the flattened (edges x ops) weights:
         # one gather gives the batch norm scale that carries the architecture weights
-        self.scale_index = torch.tensor(
-            [row * num_ops + col for (row, col, op) in members for _ in range(op.conv.out_channels)]
-        )
-        self.buffer_name = ""
+        self.flat_positions = [row * num_ops + col for (row, col, op) in members for _ in range(op.conv.out_channels)]
+        self.buffer_name = ""  # the index tensor is a buffer of the cell, so it follows .to(device)
 
 
 class _SourcePlan:
@@ -144,7 +142,7 @@ class MixedCell(CellBase):
             p.groups = [_ConvGroup(m, K) for m in conv_groups.values()]
             for g in p.groups:
                 g.buffer_name = f"_scale_index_{src}_{len(self._buffers)}"
-                self.register_buffer(g.buffer_name, g.scale_index, persistent=False)
+                self.register_buffer(g.buffer_name, torch.tensor(g.flat_positions), persistent=False)
             p.pools = [(mode, stride, uses) for (mode, stride), uses in pools.items()]
             p.needs_relu = bool(p.groups or p.after_relu)
             plan.append(p)

@@ -63,3 +63,23 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+def assert_test_statistics_copies_nothing(monkeypatch, opt, also_refuse=()) -> None:
+    """``opt.test_statistics()`` without a table is None and copies or builds no network."""
+    import copy
+
+    params_before = [p.data_ptr() for p in opt.graph.parameters()]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("test_statistics must not copy or build a network")
+
+    monkeypatch.setattr(copy, "deepcopy", refuse)
+    monkeypatch.setattr(copy, "copy", refuse)
+    monkeypatch.setattr(opt.search_space, "build_network", refuse)
+    for name in also_refuse:
+        monkeypatch.setattr(opt.search_space, name, refuse)
+    monkeypatch.setattr(type(opt), "get_final_architecture", refuse)
+    monkeypatch.setattr(type(opt.graph), "state_dict", refuse)
+    assert opt.test_statistics() is None
+    assert [p.data_ptr() for p in opt.graph.parameters()] == params_before

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import collections
-import copy
 import json
 
 import pytest
+from conftest import assert_test_statistics_copies_nothing
 import torch
 from torch import nn
 
@@ -346,19 +346,5 @@ def test_discretization_and_final_architecture(darts_opt):
 
 
 def test_test_statistics_without_a_table_is_none_and_copies_nothing(monkeypatch, darts_opt):
-    opt = darts_opt
-    space = opt.search_space
-    assert space.benchmark is None
-    params_before = [p.data_ptr() for p in opt.graph.parameters()]
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("test_statistics must not copy or build a network")
-
-    monkeypatch.setattr(copy, "deepcopy", refuse)
-    monkeypatch.setattr(copy, "copy", refuse)
-    monkeypatch.setattr(space, "build_network", refuse)
-    monkeypatch.setattr(space, "final_network", refuse)
-    monkeypatch.setattr(type(opt), "get_final_architecture", refuse)
-    monkeypatch.setattr(type(opt.graph), "state_dict", refuse)
-    assert opt.test_statistics() is None
-    assert [p.data_ptr() for p in opt.graph.parameters()] == params_before
+    assert darts_opt.search_space.benchmark is None
+    assert_test_statistics_copies_nothing(monkeypatch, darts_opt, also_refuse=("final_network",))

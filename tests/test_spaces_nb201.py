@@ -1,10 +1,10 @@
 """The NAS-Bench-201 search space: cell, macro network, codec, discretization, test_statistics."""
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
+from conftest import assert_test_statistics_copies_nothing
 import torch
 from torch import nn
 
@@ -394,18 +394,5 @@ def test_test_statistics_finds_the_table_through_the_environment(monkeypatch, nb
 
 
 def test_test_statistics_without_a_table_is_none_and_copies_nothing(monkeypatch, nb201_opt):
-    opt = nb201_opt
-    set_alphas(opt, ALL_SKIP)
-    space = opt.search_space
-    params_before = [p.data_ptr() for p in opt.graph.parameters()]
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("test_statistics must not copy or build a network")
-
-    monkeypatch.setattr(copy, "deepcopy", refuse)
-    monkeypatch.setattr(copy, "copy", refuse)
-    monkeypatch.setattr(space, "build_network", refuse)
-    monkeypatch.setattr(type(opt), "get_final_architecture", refuse)
-    monkeypatch.setattr(type(opt.graph), "state_dict", refuse)
-    assert opt.test_statistics() is None
-    assert [p.data_ptr() for p in opt.graph.parameters()] == params_before
+    set_alphas(nb201_opt, ALL_SKIP)
+    assert_test_statistics_copies_nothing(monkeypatch, nb201_opt)
