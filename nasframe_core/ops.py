@@ -115,7 +115,13 @@ class FactorizedReduce(ReLUFirst):
         self.bn = batch_norm(C_out, affine, track_running_stats)
 
     def after_relu(self, r: torch.Tensor) -> torch.Tensor:
-        return self.bn(torch.cat([self.conv_1(r), self.conv_2(r[:, :, 1:, 1:])], dim=1))
+        # A stride-2 1x1 convolution reads every other pixel: pick those pixels first and
+        # convolve at stride 1 (the same numbers). oneDNN's backward of the strided 1x1
+        # convolution corrupts memory on channels-last inputs when its output gradient is a
+        # slice of the concatenation, so the strided form is not used here.
+        even = F.conv2d(r[:, :, ::2, ::2], self.conv_1.weight)
+        odd = F.conv2d(r[:, :, 1::2, 1::2], self.conv_2.weight)
+        return self.bn(torch.cat([even, odd], dim=1))
 
 
 class DilConv(ReLUFirst):

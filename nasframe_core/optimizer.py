@@ -46,9 +46,9 @@ class MetaOptimizer(abc.ABC):
         """The genotype of the current architecture (cheap: no network is built)."""
         return self.get_final_architecture().genotype
 
-    @abc.abstractmethod
-    def get_op_optimizer(self) -> type:
-        """The class of the optimizer of the operation weights."""
+    def get_op_optimizer(self) -> Optional[type]:
+        """The class of the optimizer of the operation weights (``None``: no weights)."""
+        return None
 
     @abc.abstractmethod
     def get_checkpointables(self) -> dict[str, Any]:
@@ -58,9 +58,46 @@ class MetaOptimizer(abc.ABC):
         """Size of the searched model's weights, in MB (millions of parameters)."""
         return 0.0
 
-    def train_statistics(self) -> Any:
-        return None
-
     def test_statistics(self) -> Optional[float]:
         """The benchmark test accuracy of the current architecture, if the space is queryable."""
         return None
+
+    # ------------------------------------------------- what the search loop asks
+    # Everything the loop reads from an optimizer is one of these methods (each with a
+    # default), so an optimizer needs nothing beyond this class.
+
+    def plan_search(self, epochs: int, steps_per_epoch: int) -> None:
+        """Called once per run (also on resume), after :meth:`adapt_search_space` and before
+        :meth:`before_training`, with the length of the search. Schedules that depend on the
+        search's progress (a temperature, a decaying weight) read ``self.epochs`` and
+        ``self.steps_per_epoch`` and are computed from ``(epoch, epochs)`` in
+        :meth:`new_epoch`, so that a resumed run continues them exactly."""
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+
+    def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose learning rate follows ``run.scheduler``.
+
+        Before every epoch the loop sets each param group's ``lr`` from the value it had when
+        the run was built (cosine decay to ``run.lr_min`` by default). Default: none.
+        """
+        return []
+
+    def evaluation_network(self) -> Optional[torch.nn.Module]:
+        """The network ``run.eval_test`` scores on the test split after every epoch
+        (for one-shot methods, the supernet); ``None``: nothing to score."""
+        return None
+
+    def epoch_report(self) -> dict[str, Any]:
+        """JSON-serialisable entries for this epoch's line of ``metrics.jsonl``.
+
+        Keys the core understands: ``alphas`` (cell type -> ``[edges][ops]`` op weights,
+        drawn by ``nasframe plot``). Default: nothing.
+        """
+        return {}
+
+    def result_report(self) -> dict[str, Any]:
+        """JSON-serialisable entries that ``result.json`` carries beyond the common ones
+        (``genotype``, ``genotype_json``, ``benchmark``, ``test_statistics``, ...).
+        One-shot methods put their architecture weights here (``alphas``). Default: nothing."""
+        return {}

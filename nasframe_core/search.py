@@ -159,10 +159,11 @@ class SearchJob(JobBase):
         handled = host.hook.nasframe_adapt_search_space(optimizer=optimizer, search_space=self.space, dataset=self.info)
         if handled is None:
             optimizer.adapt_search_space(self.space, self.info)
-        optimizer.before_training()
-        op_opt = getattr(optimizer, "op_optimizer", None)
-        self._lr_max = [g["lr"] for g in op_opt.param_groups] if isinstance(op_opt, torch.optim.Optimizer) else None
         self._steps = self._count_steps()
+        optimizer.plan_search(cfg.run.epochs, self._steps)
+        optimizer.before_training()
+        # the scheduled learning rates start from the values the optimizer was built with
+        self._lr_max = [[g["lr"] for g in o.param_groups] for o in optimizer.scheduled_optimizers()]
 
     # --------------------------------------------------------------- loop parts
     def _count_steps(self) -> int:
@@ -192,12 +193,13 @@ class SearchJob(JobBase):
         )
 
     def _set_lr(self, epoch: int) -> Optional[float]:
-        if self._lr_max is None:
-            return None
-        opt = self.optimizer.op_optimizer
-        for group, lr_max in zip(opt.param_groups, self._lr_max):
-            group["lr"] = scheduled_lr(self.config.run, epoch, lr_max)
-        return opt.param_groups[0]["lr"]
+        """Set every scheduled learning rate for ``epoch``; the first one is reported."""
+        first = None
+        for opt, lr_max in zip(self.optimizer.scheduled_optimizers(), self._lr_max):
+            for group, lr in zip(opt.param_groups, lr_max):
+                group["lr"] = scheduled_lr(self.config.run, epoch, lr)
+                first = group["lr"] if first is None else first
+        return first
 
     def run_epoch(self, epoch: int, progress) -> dict:
         host, opt = self.ctx.host, self.optimizer
@@ -251,24 +253,20 @@ class SearchJob(JobBase):
         }
         genotype = self.genotype()
         metrics["genotype"] = str(genotype)
-        alphas = self._softmax_alphas()
-        if alphas is not None:
-            metrics["alphas"] = alphas
+        metrics.update(opt.epoch_report())
         metrics["test_statistics"] = opt.test_statistics()
         report = self.benchmark_report(genotype)
         if report is not None:
             metrics["benchmark"] = report
         if self.test_data is not None:
-            metrics["supernet_test_acc"] = self.evaluate(self.optimizer.graph, self.test_data)[1]
+            network = opt.evaluation_network()
+            if network is not None:
+                metrics["supernet_test_acc"] = self.evaluate(network, self.test_data)[1]
         return metrics
 
     def genotype(self):
         g = self.ctx.host.hook.nasframe_discretize(optimizer=self.optimizer)
         return g if g is not None else self.optimizer.get_genotype()
-
-    def _softmax_alphas(self) -> Optional[dict]:
-        fn = getattr(self.optimizer, "softmax_json", None)
-        return fn() if fn is not None else None
 
     def epoch_line(self, m: dict, epochs: int) -> str:
         line = (
@@ -284,15 +282,10 @@ class SearchJob(JobBase):
     def final_result(self, history: list[dict], elapsed: float) -> dict:
         opt, c = self.optimizer, self.config
         genotype = self.genotype()
-        weights = getattr(opt, "architectural_weights", None)
-        graph = getattr(opt, "graph", None)
-        names = list(getattr(graph, "alphas", {}).keys()) if graph is not None else []
         result: dict[str, Any] = {
             "genotype": str(genotype),
             "genotype_json": genotype.to_json() if hasattr(genotype, "to_json") else None,
-            "alphas": [w.detach().cpu().tolist() for w in weights] if weights is not None else None,
-            "alpha_names": names,
-            "alphas_softmax": self._softmax_alphas(),
+            **opt.result_report(),
             "model_size_mb": opt.get_model_size(),
             "test_statistics": opt.test_statistics(),
             "benchmark": self.benchmark_report(genotype),

@@ -441,6 +441,26 @@ class DARTSOptimizer(MetaOptimizer):
         with torch.no_grad():
             return {name: w.cpu().tolist() for name, w in self._require_graph().arch_weights().items()}
 
+    # ------------------------------------------------- the search loop's questions
+    def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The weight optimizer: its learning rate follows the run's cosine schedule."""
+        self._require_graph()
+        return [self.op_optimizer]
+
+    def evaluation_network(self) -> nn.Module:
+        return self._require_graph()
+
+    def epoch_report(self) -> dict[str, Any]:
+        return {"alphas": self.softmax_json()}
+
+    def result_report(self) -> dict[str, Any]:
+        graph = self._require_graph()
+        return {
+            "alphas": [w.detach().cpu().tolist() for w in self.architectural_weights],
+            "alpha_names": list(graph.alphas.keys()),
+            "alphas_softmax": self.softmax_json(),
+        }
+
 
 class _frozen:
     """Temporarily stop autograd from tracking ``params`` (so no gradient is computed for them)."""

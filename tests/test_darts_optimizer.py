@@ -175,7 +175,6 @@ def test_naslib_style_script(space_factory, caplog):
         assert callable(obj.state_dict) and callable(obj.load_state_dict)
     assert optimizer.get_op_optimizer() is torch.optim.SGD
     assert optimizer.test_statistics() is None
-    assert optimizer.train_statistics() is None
 
 
 def test_static_add_alphas_and_update_ops():
