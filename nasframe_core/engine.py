@@ -201,7 +201,7 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
-        log.info("resumed %s at epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
+        log.info("resumed %s after epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))
         log.info("%s", job.describe())

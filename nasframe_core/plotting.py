@@ -16,7 +16,7 @@ def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) ->
     if not records:
         return []
     written = []
-    epochs = [m["epoch"] + 1 for m in records]
+    epochs = [m["epoch"] for m in records]
     for cell_type in records[0]["alphas"]:
         series = [m["alphas"][cell_type] for m in records]
         n_edges, n_ops = len(series[0]), len(series[0][0])

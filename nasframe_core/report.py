@@ -52,10 +52,10 @@ def cmd_show(host, args) -> int:
     last = info["last_epoch"]
     if last:
         shown = ", ".join(
-            f"{k} {last[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
+            _metric(k, last[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
             if isinstance(last.get(k), (int, float))
         )
-        print(f"last epoch {shown}")
+        print(f"last epoch {last.get('epoch', info['epochs_done'])}: {shown}")
     result = info["result"] or {}
     genotype = result.get("genotype") or (last or {}).get("genotype")
     if genotype:
@@ -63,10 +63,25 @@ def cmd_show(host, args) -> int:
     bench = result.get("benchmark") or (last or {}).get("benchmark")
     if bench and bench.get("test_accuracy") is not None:
         print(f"benchmark  {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%")
-    for key, label in (("model_size_mb", "model size (MB)"), ("params", "parameters"), ("test_acc", "test accuracy")):
-        if result.get(key) is not None:
-            print(f"{label:10s} {result[key]}")
+    if result.get("test_acc") is not None:
+        print(f"test accuracy {result['test_acc']:.2f}% (after the last epoch)")
+    params = result.get("params_millions")
+    if params is not None:
+        print(f"parameters {params:.3f} million")
+    from .confidence import summary_lines
+
+    margins = result.get("edge_margins") or (last or {}).get("edge_margins")
+    for line in summary_lines({"edge_margins": margins, "warnings": result.get("warnings")}):
+        print(line)
     return 0
+
+
+def _metric(key: str, value: float) -> str:
+    if key.endswith("_acc"):
+        return f"{key.replace('_', ' ')} {value:.2f}%"
+    if key == "lr":
+        return f"lr {value:.5f}"
+    return f"{key.replace('_', ' ')} {value:.4f}"
 
 
 def cmd_plot(host, args) -> int:

@@ -47,7 +47,7 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     for name in ("config.yaml", "log.txt", "metrics.jsonl", "checkpoint.pt", "result.json"):
         assert (out / name).is_file(), name
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines] == [0, 1]
+    assert [m["epoch"] for m in lines] == [1, 2]  # counted from 1, as on the console
     for m in lines:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "alphas", "genotype", "seconds"):
             assert key in m, key
@@ -59,7 +59,7 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert result["genotype"].startswith("|") and result["genotype"].count("~") == 6
     assert isinstance(result["alphas"], list) and len(result["alphas"][0]) == 6 and len(result["alphas"][0][0]) == 5
-    assert result["model_size_mb"] > 0
+    assert result["params_millions"] > 0
     assert "test_statistics" in result
     cfg = (out / "config.yaml").read_text()
     assert "learning_rate: 0.025" in cfg and "epochs: 2" in cfg
