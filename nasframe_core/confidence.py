@@ -78,10 +78,12 @@ def noise_warnings(alphas: Mapping[str, Sequence[Sequence[float]]], specs: Optio
         low = [e for e, m in enumerate(margins[cell_type]) if m < level]
         if not low:
             continue
-        names = ", ".join(_edge_name(spec, e) for e in low)
-        what = "every edge" if len(low) == len(weights) else f"{len(low)} of {len(weights)} edges"
+        if len(low) == len(weights):
+            what = "every edge is"
+        else:
+            what = f"{len(low)} of {len(weights)} edges ({', '.join(_edge_name(spec, e) for e in low)}) are"
         lines.append(
-            f"{cell_type}: {what} ({names}) within noise: the two strongest ops differ by less than {level:.4f} "
+            f"{cell_type}: {what} within noise: the two strongest ops differ by less than {level:.4f} "
             f"({NOISE_FRACTION:.0%} of the uniform weight 1/{n_ops}), so the op chosen there is a coin toss; "
             f"search longer or with a larger architecture learning rate"
         )

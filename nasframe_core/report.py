@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import NasframeError
@@ -71,7 +72,13 @@ def cmd_show(host, args) -> int:
     from .confidence import summary_lines
 
     margins = result.get("edge_margins") or (last or {}).get("edge_margins")
-    for line in summary_lines({"edge_margins": margins, "warnings": result.get("warnings")}):
+    specs = None
+    if margins:
+        try:
+            specs = _space_of(host, run).cell_specs()
+        except (NasframeError, AttributeError):
+            pass  # e.g. the space's plugin is not installed here: edges are numbered
+    for line in summary_lines({"edge_margins": margins, "warnings": result.get("warnings")}, specs):
         print(line)
     return 0
 
@@ -84,6 +91,16 @@ def _metric(key: str, value: float) -> str:
     return f"{key.replace('_', ' ')} {value:.4f}"
 
 
+def _space_of(host, run: RunDir):
+    """The run's search space, built from its config.yaml (``None`` when it names none)."""
+    from .config import load_config_file
+
+    space_cfg = load_config_file(run.file(CONFIG)).get("search_space") or {}
+    if not space_cfg.get("name"):
+        return None
+    return host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
+
+
 def cmd_plot(host, args) -> int:
     run = _open(args.run_dir)
     metrics = run.read_metrics()
@@ -93,20 +110,20 @@ def cmd_plot(host, args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NasframeError(f"cannot create {out}: {exc.strerror or exc}") from None
-    from .config import load_config_file
+        raise NasframeError(f"cannot create {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise NasframeError(f"cannot write to {out}: permission denied; pass a writable --out DIR")
     from .plotting import plot_alphas, plot_cells
 
-    cfg = load_config_file(run.file(CONFIG))
-    space_cfg = cfg.get("search_space") or {}
-    space = None
-    if space_cfg.get("name"):
-        space = host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
-    written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+    space = _space_of(host, run)
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
-    if genotype and space is not None:
-        written += plot_cells(space, space.parse_genotype(genotype), out)
+    try:
+        written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+        if genotype and space is not None:
+            written += plot_cells(space, space.parse_genotype(genotype), out)
+    except OSError as exc:
+        raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     for path in written:
         print(path)
     return 0
