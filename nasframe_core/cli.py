@@ -63,8 +63,9 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress output (the log file is still written)")
 
 
-def build_parser(host: PluginHost, genotype_required: bool = True) -> argparse.ArgumentParser:
-    """The parser; ``genotype_required=False`` when the genotype may come from --resume or --config."""
+def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.ArgumentParser:
+    """The parser. ``nasframe train`` needs a genotype: the command line makes ``--genotype``
+    required unless it may come from ``--resume``, ``--config`` or ``--set genotype=...``."""
     installed = _installed(host)
     parser = _Parser(
         prog="nasframe",
@@ -272,7 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         host = make_plugin_manager()
         flags = {a.split("=", 1)[0] for a in argv}
-        parser = build_parser(host, genotype_required=not flags & {"--resume", "--config"})
+        other_source = flags & {"--resume", "--config"} or any(a.startswith("genotype=") for a in argv)
+        parser = build_parser(host, genotype_required=not other_source)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

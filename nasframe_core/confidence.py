@@ -186,7 +186,12 @@ def summary_lines(result: Mapping[str, Any], specs: Optional[Mapping[str, Any]] 
     lines = []
     margins = result.get("edge_margins")
     if margins:
-        lines.append("edge margins (weight of the strongest op minus the runner-up's, per edge):")
+        header = "edge margins (weight of the strongest op minus the runner-up's, per edge"
+        n_ops = {spec.num_ops for spec in (specs or {}).values()}
+        if len(n_ops) == 1:
+            n = n_ops.pop()
+            header += f"; uniform weight 1/{n}, noise below {noise_level(n):.4f}"
+        lines.append(header + "):")
         lines += ["  " + line for line in format_margins(margins, specs)]
     lines += [f"warning: {w}" for w in result.get("warnings") or ()]
     return lines

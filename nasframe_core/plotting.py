@@ -58,7 +58,10 @@ def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) ->
             undecided = " (noise)" if margins[e] < noise_level(n_ops) else ""
             ax.set_title(f"edge {name}: margin {margins[e]:.3f}{undecided}", fontsize=9)
             ax.set_ylim(0, y_max)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if len(epochs) <= 12:
+                ax.set_xticks(epochs)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if len(epochs) == 1:
                 ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
             ax.tick_params(labelsize=7)

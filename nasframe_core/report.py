@@ -68,7 +68,8 @@ def cmd_show(host, args) -> int:
         print(f"test accuracy {result['test_acc']:.2f}% (after the last epoch)")
     params = result.get("params_millions")
     if params is not None:
-        print(f"parameters {params:.3f} million")
+        what = "parameters" if info["command"] == "train" else "supernet parameters"
+        print(f"{what} {params:.3f} million")
     from .confidence import summary_lines
 
     margins = result.get("edge_margins") or (last or {}).get("edge_margins")
