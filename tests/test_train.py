@@ -123,7 +123,12 @@ def test_bad_genotype_is_one_line(tmp_path, genotype, needle):
 
 def test_train_needs_a_genotype(tmp_path):
     proc = cli("train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
+    assert proc.returncode != 0 and "required: --genotype" in proc.stderr
+    config = tmp_path / "c.yaml"  # a config file may hold the genotype; this one does not
+    config.write_text("run: {epochs: 1}\n")
+    proc = cli("train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "needs --genotype" in proc.stderr
+    assert not (tmp_path / "t").exists()
 
 
 def test_darts_v2_builds_the_published_size():
