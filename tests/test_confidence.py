@@ -65,6 +65,11 @@ def test_a_cell_whose_output_is_always_zero():
     cut = NB201Genotype.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|")
     (line,) = warnings_for(NB201, cut, None)
     assert "output is always zero" in line
+    # node 3's only live edge comes from node 1, which gets nothing: zero all the same
+    through_dead = NB201Genotype.from_str("|none~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|none~2|")
+    spec = NB201.cell_specs()["cell"]
+    s = cell_structure(spec, NB201.genotype_choices(through_dead)["cell"], NB201.zero_ops)
+    assert s == {"dead": [1, 3], "unused": [2], "output_dead": [3]}
 
 
 def test_skip_connections_taking_over_warn():
