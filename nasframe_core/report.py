@@ -73,13 +73,19 @@ def cmd_show(host, args) -> int:
     from .confidence import summary_lines
 
     margins = result.get("edge_margins") or (last or {}).get("edge_margins")
-    specs = None
+    specs, warnings = None, result.get("warnings")
     if margins:
         try:
-            specs = _space_of(host, run).cell_specs()
+            space = _space_of(host, run)
+            specs = space.cell_specs()
+            if not info["finished"] and genotype and isinstance(last.get("alphas"), dict):
+                # a stopped run: judge its latest cell as a finished run would
+                from .confidence import warnings_for
+
+                warnings = warnings_for(space, space.parse_genotype(genotype), last["alphas"])
         except (NasframeError, AttributeError):
             pass  # e.g. the space's plugin is not installed here: edges are numbered
-    for line in summary_lines({"edge_margins": margins, "warnings": result.get("warnings")}, specs):
+    for line in summary_lines({"edge_margins": margins, "warnings": warnings}, specs):
         print(line)
     return 0
 

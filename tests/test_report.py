@@ -41,6 +41,17 @@ def test_edge_margins_in_metrics_and_result(finished):
     assert "best_test_acc" not in result and result["params_millions"] > 0
 
 
+def test_show_judges_a_stopped_run_from_its_last_epoch(finished, tmp_path, capsys):
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(finished, stopped)
+    (stopped / "result.json").unlink()
+    assert main(["show", str(stopped)]) == 0
+    text = capsys.readouterr().out
+    assert "stopped" in text and "warning: cell: every edge is within noise" in text
+
+
 def test_final_lines_and_show_report_margins_and_warnings(finished, capsys):
     assert main(["show", str(finished)]) == 0
     text = capsys.readouterr().out
