@@ -186,9 +186,9 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
 
         job = TrainJob(ctx)
     else:
-        from .search import SearchJob
+        from .search import make_search_job
 
-        job = SearchJob(ctx)
+        job = make_search_job(ctx)
     ctx.job = job
     start_epoch, history, elapsed = 0, [], 0.0
     if checkpoint is not None:
@@ -201,15 +201,17 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
-        log.info("resumed %s at epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
+        log.info("resumed %s at %s", run_dir.path if run_dir else "", job.resume_point(start_epoch, history))
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))
         log.info("%s", job.describe())
         log.info("run directory: %s", run_dir.path)
 
     host.hook.nasframe_search_start(run=ctx)
-    epochs = config.run.epochs
-    for epoch in range(start_epoch, epochs):
+    epochs = job.planned_rounds()
+    epoch = start_epoch - 1
+    while job.has_next_round(epoch + 1):
+        epoch += 1
         ctx.epoch = epoch
         t0 = time.perf_counter()
         seed_everything(_mix(config.run.seed, epoch, 99) % 2**62)

@@ -48,8 +48,15 @@ def cmd_show(host, args) -> int:
         print(f"search     {info['optimizer']} on {info['search_space']}, dataset {info['dataset']}")
     else:
         print(f"train      {info['search_space']}, dataset {info['dataset']}")
-    print(f"epochs     {info['epochs_done']} of {info['epochs']}")
     last = info["last_epoch"]
+    if last and "evaluations" in last:  # a black-box search: rounds of evaluations
+        print(f"budget     {last['evaluations']} evaluations, {last['spent_seconds']:.0f} s charged "
+              f"({100 * last['budget_fraction']:.0f}% of the budget)")
+        if last.get("best_valid_accuracy") is not None:
+            print(f"best score {last['best_valid_accuracy']:.2f}% (validation accuracy searched on)")
+        last = None
+    else:
+        print(f"epochs     {info['epochs_done']} of {info['epochs']}")
     if last:
         shown = ", ".join(
             f"{k} {last[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
@@ -80,7 +87,7 @@ def cmd_plot(host, args) -> int:
     except OSError as exc:
         raise NasframeError(f"cannot create {out}: {exc.strerror or exc}") from None
     from .config import load_config_file
-    from .plotting import plot_alphas, plot_cells
+    from .plotting import plot_alphas, plot_cells, plot_incumbent
 
     cfg = load_config_file(run.file(CONFIG))
     space_cfg = cfg.get("search_space") or {}
@@ -88,6 +95,8 @@ def cmd_plot(host, args) -> int:
     if space_cfg.get("name"):
         space = host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
     written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+    written += plot_incumbent(metrics, out, title=f"{(cfg.get('optimizer') or {}).get('name')} on "
+                                                  f"{space_cfg.get('name')}, {(cfg.get('dataset') or {}).get('name')}")
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
     if genotype and space is not None:
