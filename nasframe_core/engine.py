@@ -64,7 +64,9 @@ def scheduled_lr(run, epoch: int, lr_max: float) -> float:
 
 
 class RunContext:
-    """What observers see: the config, the plugin host, the job, the run directory."""
+    """What observers see (the hooks' ``run``): ``config``, ``host``, ``run_dir`` (``None`` off
+    rank 0), ``device``, ``epoch`` (or round of a black-box search), ``optimizer``,
+    ``stop_reason`` and :meth:`request_stop`. ``job`` is the loop's own object."""
 
     def __init__(self, config: Config, host: PluginHost, run_dir: Optional[RunDir], device: torch.device):
         self.config = config
