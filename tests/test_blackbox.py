@@ -348,3 +348,17 @@ def test_small_reproduction_of_the_published_table(nb201_csv):
         assert abs(r["mean"] - r["published_mean"]) < 1.5, r
     c10 = {r["optimizer"]: r for r in rows if r["dataset"] == "cifar10"}
     assert abs(c10["REA"]["mean"] - 93.92) < 0.3 and abs(c10["RS"]["mean"] - 93.70) < 0.3
+
+
+def test_the_readme_optimizer_plugin_runs(tmp_path, nb201_csv):
+    import re
+    import types
+
+    text = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "GreedyMutation" in b)
+    module = types.ModuleType("readme_greedy")
+    exec(compile(block, "README.md", "exec"), module.__dict__)
+    host = make_plugin_manager(plugins=[("greedy", module)])
+    result = execute(_config("greedy", nb201_csv, **{"optimizer.evaluations": 30, "optimizer.explore": 0.5}),
+                     host, out=tmp_path / "run", quiet=True)
+    assert len(result["history"]) == 30 and result["benchmark"]["test_accuracy"] > 0
