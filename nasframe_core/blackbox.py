@@ -136,7 +136,7 @@ class TableEvaluator(Evaluator):
 
     def describe(self) -> str:
         bench = self.space.benchmark
-        return f"table {self.space.benchmark_name} ({getattr(bench, 'path', '?')}), dataset {self.dataset}"
+        return f"table {self.space.benchmark_name} ({getattr(bench, 'path', '?')})"
 
 
 class TrainingEvaluator(Evaluator):
@@ -187,7 +187,8 @@ class TrainingEvaluator(Evaluator):
         return Evaluation(genotype, float(metrics["test_acc"]), seconds, test)
 
     def describe(self) -> str:
-        return f"training for {self.epochs} epochs on {self.ctx.config.dataset.name} (search-validation accuracy)"
+        return (f"training for {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.ctx.config.dataset.name} "
+                f"(search-validation accuracy)")
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "count": self.count}

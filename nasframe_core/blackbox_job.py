@@ -141,12 +141,14 @@ class BlackBoxJob(JobBase):
     genotype = SearchJob.genotype  # the nasframe_discretize hook, else the optimizer's answer
 
     def epoch_line(self, m: dict, epochs: Optional[int]) -> str:
-        line = f"evaluations {m['evaluations']}, {m['spent_seconds']:.0f} s charged ({100 * m['budget_fraction']:.0f}% of the budget)"
+        unit = "simulated s" if self.evaluator.kind == "table" else "s of training"
+        line = (f"evaluations {m['evaluations']}, {m['spent_seconds']:.0f} {unit} charged "
+                f"({100 * m['budget_fraction']:.0f}% of the budget)")
         if m.get("best_valid_accuracy") is not None:
             line += f": best search accuracy {m['best_valid_accuracy']:.2f}%"
         if m.get("test_statistics") is not None:
             line += f", its benchmark test accuracy {m['test_statistics']:.2f}%"
-        return line + f", {m['seconds']:.2f}s; genotype {m['genotype']}"
+        return line + f" ({m['seconds']:.2f} s wall); genotype {m['genotype']}"
 
     def final_result(self, history: list[dict], elapsed: float) -> dict:
         opt, c = self.optimizer, self.config
@@ -178,7 +180,7 @@ class BlackBoxJob(JobBase):
                     f"(budget {self.budget.describe()})")
         if result.get("best_valid_accuracy") is not None:
             what = "validation accuracy from the table, as the search saw it" if result["evaluator"] == "table" else (
-                f"validation accuracy after {self.budget.train_epochs} epochs of training")
+                f"validation accuracy after {_epochs(self.budget.train_epochs)} of training")
             searched += f"; the best scored {result['best_valid_accuracy']:.2f}% ({what})"
         lines.append(searched)
         bench = result.get("benchmark")
@@ -195,3 +197,6 @@ class BlackBoxJob(JobBase):
         cfg.pop("augment", None)
         return cfg
 
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
