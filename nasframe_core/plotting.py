@@ -115,7 +115,9 @@ def plot_incumbent(metrics: list[dict], out: Path, title: str = "") -> list[Path
     ax.scatter(x, [e["valid_accuracy"] for e in evaluated], s=8, c="#999999", zorder=0, label="each evaluation")
     ax.set_xlabel("seconds charged to the budget" if by_time else "evaluations")
     ax.set_ylabel("accuracy (%)")
-    low = min(t["valid_accuracy"] for t in trace)
+    # the axis shows the incumbent and most evaluations; the worst tenth (collapsed cells) may fall below
+    scores = sorted(e["valid_accuracy"] for e in evaluated)
+    low = min(min(t["valid_accuracy"] for t in trace), scores[len(scores) // 10])
     top = max(max(t["valid_accuracy"] for t in trace), max((v for v in tests if v is not None), default=low))
     ax.set_ylim(low - 0.15 * (top - low + 1), top + 0.1 * (top - low + 1))
     ax.grid(alpha=0.3)
