@@ -64,7 +64,9 @@ def scheduled_lr(run, epoch: int, lr_max: float) -> float:
 
 
 class RunContext:
-    """What observers see: the config, the plugin host, the job, the run directory."""
+    """What observers see (the hooks' ``run``): ``config``, ``host``, ``run_dir`` (``None`` off
+    rank 0), ``device``, ``epoch`` (or round of a black-box search), ``optimizer``,
+    ``stop_reason`` and :meth:`request_stop`. ``job`` is the loop's own object."""
 
     def __init__(self, config: Config, host: PluginHost, run_dir: Optional[RunDir], device: torch.device):
         self.config = config
@@ -210,9 +212,9 @@ def _build_job(ctx: RunContext):
         from .train import TrainJob
 
         return TrainJob(ctx)
-    from .search import SearchJob
+    from .search import make_search_job
 
-    return SearchJob(ctx)
+    return make_search_job(ctx)
 
 
 def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> dict:
@@ -227,15 +229,17 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
-        log.info("resumed %s after epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
+        log.info("resumed %s after %s", run_dir.path if run_dir else "", job.resume_point(start_epoch, history))
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))
         log.info("%s", job.describe())
         log.info("run directory: %s", run_dir.path)
 
     host.hook.nasframe_search_start(run=ctx)
-    epochs = config.run.epochs
-    for epoch in range(start_epoch, epochs):
+    epochs = job.planned_rounds()
+    epoch = start_epoch - 1
+    while job.has_next_round(epoch + 1):
+        epoch += 1
         ctx.epoch = epoch
         t0 = time.perf_counter()
         seed_everything(_mix(config.run.seed, epoch, 99) % 2**62)

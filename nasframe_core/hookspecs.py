@@ -23,16 +23,34 @@ Observers
     first), with the
     :class:`~nasframe_core.engine.RunContext` of the run: loggers, plotters, early stopping
     (``run.request_stop(reason)``) and progress displays live here. Their return values
-    are ignored.
+    are ignored. What observers may read on ``run``: ``config`` (the resolved
+    :class:`~nasframe_core.config.Config`), ``host`` (the :class:`~nasframe_core.plugins.PluginHost`),
+    ``run_dir`` (a :class:`~nasframe_core.rundir.RunDir`, ``None`` on ranks other than 0),
+    ``device`` (``torch.device``), ``epoch`` (the current epoch, or round of a black-box
+    search, 0-based), ``optimizer`` (the run's
+    :class:`~nasframe_core.optimizer.MetaOptimizer`; ``None`` for ``nasframe train``) and
+    ``stop_reason``. ``run.job`` is the loop's own object and no part of the contract.
+
+Two kinds of optimizer
+    ``MetaOptimizer.using_step_function`` True (one-shot, e.g. DARTS): the loop loads the
+    dataset, calls ``nasframe_adapt_search_space`` with a
+    :class:`~nasframe_core.data.DatasetInfo`, then ``nasframe_step`` for every pair of batches.
+    False (black-box: ``rs``, ``re``, ``ls``): no dataset is loaded and ``nasframe_step`` is
+    never called; ``nasframe_adapt_search_space`` gets the dataset's registered name (``str``)
+    and the loop calls the optimizer's ``search_step`` (see :mod:`nasframe_core.blackbox`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .data import DatasetInfo
     from .engine import RunContext
+    from .genotype import Genotype
     from .optimizer import MetaOptimizer
     from .space import SearchSpace
 
@@ -89,37 +107,51 @@ def nasframe_register_benchmarks(register: Register) -> None:
 # ------------------------------------------------------------------------ search phases
 @hookspec(firstresult=True)
 def nasframe_adapt_search_space(
-    optimizer: "MetaOptimizer", search_space: "SearchSpace", dataset: Any
+    optimizer: "MetaOptimizer", search_space: "SearchSpace", dataset: "Union[DatasetInfo, str]"
 ) -> Optional[bool]:
     """Turn ``search_space`` into the optimizer's supernet for ``dataset``.
 
-    Called once per run, before training. The plugin owning ``optimizer`` builds its
-    supernet and returns ``True``; all others return ``None``.
+    Called once per run (also on resume), before training. ``dataset`` is the
+    :class:`~nasframe_core.data.DatasetInfo` of the loaded data (name, classes, channels,
+    image size) for an optimizer with ``using_step_function``; for a black-box optimizer,
+    which gets no data, the dataset's registered name. The plugin owning ``optimizer``
+    builds its supernet (or simply keeps the space) and returns ``True``; all others
+    return ``None``.
     """
 
 
 @hookspec(firstresult=True)
-def nasframe_step(optimizer: "MetaOptimizer", data_train: tuple, data_val: tuple) -> Optional[tuple]:
+def nasframe_step(
+    optimizer: "MetaOptimizer",
+    data_train: "tuple[torch.Tensor, torch.Tensor]",
+    data_val: "tuple[torch.Tensor, torch.Tensor]",
+) -> "Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]":
     """Run one search step on a train batch and a validation batch.
 
-    Called once per step. The owning plugin returns
-    ``(logits_train, logits_val, loss_train, loss_val)``; all others return ``None``.
+    Called once per step, for optimizers with ``using_step_function`` only. Each batch is
+    ``(images, labels)``: float images ``[B, C, H, W]`` normalised and augmented on the
+    run's device, int64 labels ``[B]``. The owning plugin returns
+    ``(logits_train, logits_val, loss_train, loss_val)``: logits ``[B, num_classes]`` and
+    0-d loss tensors, on the device (the loop sums them without synchronising); all others
+    return ``None``.
     """
 
 
 @hookspec(firstresult=True)
-def nasframe_discretize(optimizer: "MetaOptimizer") -> Optional[Any]:
+def nasframe_discretize(optimizer: "MetaOptimizer") -> "Optional[Genotype]":
     """Return the discrete architecture the optimizer has found.
 
-    Called at the end of every epoch and of the search. The owning plugin returns the
-    genotype (a :class:`~nasframe_core.genotype.Genotype`); all others return ``None``.
+    Called at the end of every epoch (or round of evaluations) and of the search. The owning
+    plugin returns the genotype (a :class:`~nasframe_core.genotype.Genotype`); all others
+    return ``None``. Without an answer the loop calls ``optimizer.get_genotype()``.
     """
 
 
 # ---------------------------------------------------------------------------- observers
 @hookspec
 def nasframe_search_start(run: "RunContext") -> None:
-    """Called once after the supernet is built and before the first epoch (also on resume)."""
+    """Called once after the supernet is built (for a black-box search: after the optimizer
+    and its evaluator are set up) and before the first epoch (also on resume)."""
 
 
 @hookspec
@@ -131,7 +163,12 @@ def nasframe_epoch_start(run: "RunContext", epoch: int) -> None:
 def nasframe_step_end(run: "RunContext", epoch: int, step: int, result: dict) -> None:
     """Called after every step with its ``result``: ``loss_train``, ``loss_val`` (0-d tensors),
     ``logits_train``, ``logits_val``. Reading a value (``float(...)``) synchronises a GPU, so
-    observers that run every step should do it sparingly."""
+    observers that run every step should do it sparingly.
+
+    In a black-box search a step is one evaluation and ``result`` is
+    ``{"evaluation": Evaluation, "spent_seconds": float}`` (an
+    :class:`~nasframe_core.blackbox.Evaluation`: genotype, valid_accuracy, cost,
+    test_accuracy; the seconds charged so far)."""
 
 
 @hookspec
@@ -141,6 +178,9 @@ def nasframe_epoch_end(run: "RunContext", epoch: int, metrics: dict) -> None:
     Observers may add JSON-serialisable entries to ``metrics``. The ``epoch`` argument of the
     hooks counts from 0 (like ``range(epochs)`` and ``MetaOptimizer.new_epoch``); what users
     read (``metrics["epoch"]``, the console, ``log.txt``) counts from 1.
+    In a black-box search an epoch is a round of evaluations and ``metrics`` holds
+    ``evaluations``, ``spent_seconds``, ``budget_fraction``, ``evaluated`` (the round's
+    evaluations as JSON), ``best_valid_accuracy``, ``genotype`` and ``test_statistics``.
     """
 
 

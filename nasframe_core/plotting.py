@@ -157,3 +157,48 @@ def plot_cells(space, genotype, out: Path) -> list[Path]:
         fig.savefig(path, dpi=110, bbox_inches="tight")
         written.append(path)
     return written
+
+
+def incumbent_trace(evaluated: list[dict]) -> list[dict]:
+    """The incumbent after every evaluation of a black-box search: the best validation
+    accuracy so far (the earliest on ties) with its test accuracy and the budget spent."""
+    trace, best = [], None
+    for e in evaluated:
+        if best is None or e["valid_accuracy"] > best["valid_accuracy"]:
+            best = e
+        trace.append({"evaluation": e["evaluation"], "spent_seconds": e["spent_seconds"],
+                      "valid_accuracy": best["valid_accuracy"], "test_accuracy": best.get("test_accuracy")})
+    return trace
+
+
+def plot_incumbent(metrics: list[dict], out: Path, title: str = "") -> list[Path]:
+    """For a black-box search: the incumbent's validation accuracy (searched on) and its
+    benchmark test accuracy over the budget (charged seconds, or evaluations when no time
+    is charged). Rounds without ``evaluated`` entries (one-shot runs) draw nothing."""
+    evaluated = [e for m in metrics for e in m.get("evaluated", ())]
+    if not evaluated:
+        return []
+    trace = incumbent_trace(evaluated)
+    by_time = trace[-1]["spent_seconds"] > 0
+    x = [t["spent_seconds"] if by_time else t["evaluation"] for t in trace]
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    ax.step(x, [t["valid_accuracy"] for t in trace], where="post", label="best validation accuracy (searched on)")
+    tests = [t["test_accuracy"] for t in trace]
+    if all(v is not None for v in tests):
+        ax.step(x, tests, where="post", label="its benchmark test accuracy")
+    ax.scatter(x, [e["valid_accuracy"] for e in evaluated], s=8, c="#999999", zorder=0, label="each evaluation")
+    ax.set_xlabel("seconds charged to the budget" if by_time else "evaluations")
+    ax.set_ylabel("accuracy (%)")
+    # the axis shows the incumbent and most evaluations; the worst tenth (collapsed cells) may fall below
+    scores = sorted(e["valid_accuracy"] for e in evaluated)
+    low = min(min(t["valid_accuracy"] for t in trace), scores[len(scores) // 10])
+    top = max(max(t["valid_accuracy"] for t in trace), max((v for v in tests if v is not None), default=low))
+    ax.set_ylim(low - 0.15 * (top - low + 1), top + 0.1 * (top - low + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"incumbent over the budget{': ' + title if title else ''}", fontsize=10)
+    fig.tight_layout()
+    path = out / "incumbent.png"
+    fig.savefig(path, dpi=110)
+    return [path]

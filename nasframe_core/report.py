@@ -49,8 +49,15 @@ def cmd_show(host, args) -> int:
         print(f"search     {info['optimizer']} on {info['search_space']}, dataset {info['dataset']}")
     else:
         print(f"train      {info['search_space']}, dataset {info['dataset']}")
-    print(f"epochs     {info['epochs_done']} of {info['epochs']}")
     last = info["last_epoch"]
+    if last and "evaluations" in last:  # a black-box search: rounds of evaluations
+        print(f"budget     {last['evaluations']} evaluations, {last['spent_seconds']:.0f} s charged "
+              f"({100 * last['budget_fraction']:.0f}% of the budget)")
+        if last.get("best_valid_accuracy") is not None:
+            print(f"best score {last['best_valid_accuracy']:.2f}% (validation accuracy searched on)")
+        last = None
+    else:
+        print(f"epochs     {info['epochs_done']} of {info['epochs']}")
     if last:
         shown = ", ".join(
             _metric(k, last[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
@@ -120,13 +127,18 @@ def cmd_plot(host, args) -> int:
         raise NasframeError(f"cannot create {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise NasframeError(f"cannot write to {out}: permission denied; pass a writable --out DIR")
-    from .plotting import plot_alphas, plot_cells
+    from .config import load_config_file
+    from .plotting import plot_alphas, plot_cells, plot_incumbent
 
+    cfg = load_config_file(run.file(CONFIG))
     space = _space_of(host, run)
+    title = (f"{(cfg.get('optimizer') or {}).get('name')} on {(cfg.get('search_space') or {}).get('name')}, "
+             f"{(cfg.get('dataset') or {}).get('name')}")
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
     try:
         written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+        written += plot_incumbent(metrics, out, title=title)
         if genotype and space is not None:
             written += plot_cells(space, space.parse_genotype(genotype), out)
     except OSError as exc:

@@ -36,7 +36,7 @@ class JobBase:
         cfg.check_plugins(host)
         self.space = host.create("search_space", cfg.search_space.name, **cfg.search_space.settings)
         self.source = self._make_dataset()
-        self.splits: Splits = self.source.load()
+        self.splits: Splits = self._load_splits()
         self.info = self.source.info
         self.augment = self._augment()
         self.normalize = Normalizer(self.info, self.device)
@@ -53,6 +53,9 @@ class JobBase:
         if cfg.run.data_dir is not None and not os.path.exists(os.path.expanduser(cfg.run.data_dir)):
             raise NasframeError(f"--data-dir {cfg.run.data_dir} does not exist; point it at the {cfg.dataset.name} files")
         return host.create("dataset", cfg.dataset.name, **settings)
+
+    def _load_splits(self) -> Splits:
+        return self.source.load()
 
     def _augment(self) -> Optional[Augment]:
         base = getattr(self.source, "augment", Augment())
@@ -107,15 +110,19 @@ class JobBase:
             return None
         from .benchmark import TEST_ACCURACY, VALID_ACCURACY
 
-        dataset = self.space.benchmark_dataset(self.info.name)
+        name = self.dataset_name()
+        dataset = self.space.benchmark_dataset(name)
         if dataset is None:
             return None
         return {
             "name": self.space.benchmark_name,
             "dataset": dataset,
-            "test_accuracy": self.space.query(genotype, self.info.name, TEST_ACCURACY),
-            "valid_accuracy": self.space.query(genotype, self.info.name, VALID_ACCURACY),
+            "test_accuracy": self.space.query(genotype, name, TEST_ACCURACY),
+            "valid_accuracy": self.space.query(genotype, name, VALID_ACCURACY),
         }
+
+    def dataset_name(self) -> str:
+        return self.info.name
 
     def evaluate(self, model: torch.nn.Module, data: ImageData) -> tuple[float, float]:
         """Mean cross-entropy and accuracy (%) of ``model`` on ``data``, in the model's current mode."""
@@ -132,6 +139,17 @@ class JobBase:
     def steps_in_epoch(self, epoch: int) -> int:
         raise NotImplementedError
 
+    # the loop's rounds: epochs here; a black-box job counts rounds of evaluations
+    def planned_rounds(self) -> int:
+        """The number of rounds the progress lines show as "of N"."""
+        return self.config.run.epochs
+
+    def has_next_round(self, epoch: int) -> bool:
+        return epoch < self.config.run.epochs
+
+    def resume_point(self, epoch: int, history: list[dict]) -> str:
+        return f"epoch {epoch} of {self.config.run.epochs}"  # epochs done, counted from 1
+
     def resolved_config(self) -> dict:
         cfg = self.config.to_dict()
         host = self.ctx.host
@@ -144,16 +162,30 @@ class JobBase:
         return cfg
 
 
+def make_search_job(ctx: RunContext) -> "JobBase":
+    """The job for ``ctx``'s optimizer: :class:`SearchJob` for one that trains with steps,
+    :class:`~nasframe_core.blackbox_job.BlackBoxJob` for one that does not."""
+    cfg = ctx.config
+    cfg.check_plugins(ctx.host)
+    optimizer = ctx.host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
+    if optimizer.using_step_function:
+        return SearchJob(ctx, optimizer)
+    from .blackbox_job import BlackBoxJob
+
+    return BlackBoxJob(ctx, optimizer)
+
+
 class SearchJob(JobBase):
     kind = "search"
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, optimizer=None):
         super().__init__(ctx)
         cfg, host = self.config, ctx.host
         train, val = split_train_val(self.splits.train, cfg.run.train_portion, cfg.run.seed)
         self.train_data, self.val_data = self.to_device(train), self.to_device(val)
         self.test_data = self.to_device(self.splits.test) if (cfg.run.eval_test and self.splits.test is not None) else None
-        optimizer = host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
+        if optimizer is None:
+            optimizer = host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
         optimizer.device = self.device
         self.optimizer = optimizer
         handled = host.hook.nasframe_adapt_search_space(optimizer=optimizer, search_space=self.space, dataset=self.info)

@@ -19,6 +19,8 @@ from torch import nn
 from .errors import NasframeError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from .benchmark import Benchmark
     from .genotype import Genotype
 
@@ -198,6 +200,69 @@ class SearchSpace(abc.ABC):
 
     def genotype_from_json(self, data: Mapping[str, Any]) -> "Genotype":
         return self.parse_genotype(data["genotype"] if "genotype" in data else str(data))
+
+    # ------------------------------------------------------- black-box search
+    # Built from the cell specs (ops on edges, ``keep_edges``, ``exclude_from_choice``), so
+    # every space whose genotypes round-trip through make_genotype/genotype_choices has them.
+
+    def choosable_ops(self, spec: CellSpec) -> tuple[str, ...]:
+        """The ops a discrete cell of ``spec`` may carry on a kept edge."""
+        return tuple(op for op in spec.ops if op not in spec.exclude_from_choice)
+
+    def random_genotype(self, rng: "np.random.Generator") -> "Genotype":
+        """A genotype drawn uniformly from ``rng``: per node ``keep_edges`` distinct incoming
+        edges (all of them when ``None``), each with a uniformly drawn choosable op."""
+        choices: dict[str, list[Choice]] = {}
+        for name, spec in self.cell_specs().items():
+            ops = self.choosable_ops(spec)
+            kept: list[Choice] = []
+            for node in spec.nodes:
+                edges = spec.in_edges[node]
+                if spec.keep_edges is not None and spec.keep_edges < len(edges):
+                    picked = sorted(int(i) for i in rng.choice(len(edges), size=spec.keep_edges, replace=False))
+                    edges = tuple(edges[i] for i in picked)
+                kept.extend(Choice(src, dst, ops[int(rng.integers(len(ops)))]) for src, dst in edges)
+            choices[name] = kept
+        return self.make_genotype(choices)
+
+    def neighbours(self, genotype: "Genotype") -> list["Genotype"]:
+        """Every genotype that differs from ``genotype`` in the op of exactly one kept edge,
+        in a fixed order (cell type, edge, op)."""
+        base = self.genotype_choices(genotype)
+        specs = self.cell_specs()
+        out = []
+        for name, kept in base.items():
+            ops = self.choosable_ops(specs[name])
+            for k, c in enumerate(kept):
+                for op in ops:
+                    if op != c.op:
+                        changed = dict(base)
+                        changed[name] = [*kept[:k], Choice(c.src, c.dst, op), *kept[k + 1:]]
+                        out.append(self.make_genotype(changed))
+        return out
+
+    def random_neighbour(self, genotype: "Genotype", rng: "np.random.Generator") -> "Genotype":
+        """A uniformly drawn neighbour (a uniformly drawn kept edge given another op)."""
+        options = self.neighbours(genotype)
+        if not options:
+            raise NasframeError(f"genotype {genotype} of space {self.name!r} has no neighbour (one choosable op per edge)")
+        return options[int(rng.integers(len(options)))]
+
+    def simulate_train_eval(self, genotype: "Genotype", dataset: Optional[str],
+                            rng: "np.random.Generator") -> tuple[float, float]:
+        """Score ``genotype`` from the attached benchmark as a black-box search sees it:
+        ``(validation accuracy, seconds charged)``. Default: the table's validation accuracy
+        and training time (0 when the table has none). Spaces whose table holds per-seed
+        results draw one seed from ``rng`` (NB201 does)."""
+        from .benchmark import TRAIN_TIME_S, VALID_ACCURACY
+
+        valid = self.query(genotype, dataset, VALID_ACCURACY)
+        if valid is None:
+            raise NasframeError(
+                f"the {self.benchmark_name} table holds no validation accuracy for {dataset}; "
+                f"a black-box search cannot score on it")
+        seconds = self.query(genotype, dataset, TRAIN_TIME_S)
+        return float(valid), float(seconds or 0.0)
 
     # ------------------------------------------------------------------ benchmark
     def attach_benchmark(self, benchmark: Optional["Benchmark"]) -> None:

@@ -26,6 +26,7 @@ BUILTINS = {
     "darts": {"optimizer": ["darts"], "search_space": [], "dataset": [], "benchmark": []},
     "nasbench201": {"optimizer": [], "search_space": ["nasbench201"], "dataset": [], "benchmark": ["nasbench201"]},
     "darts_space": {"optimizer": [], "search_space": ["darts"], "dataset": [], "benchmark": []},
+    "blackbox": {"optimizer": ["ls", "re", "rs"], "search_space": [], "dataset": [], "benchmark": []},
 }
 BUILTIN_DATASETS = {"digits", "synthetic", "cifar10"}
 
@@ -519,7 +520,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
         main(argv)
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "installed optimizers: darts\n" in out
+    assert "installed optimizers: darts, ls, re, rs\n" in out
     assert "installed search spaces: darts, nasbench201, zzz-space\n" in out  # found through its entry point
     datasets_line = next(line for line in out.splitlines() if line.startswith("installed datasets: "))
     assert BUILTIN_DATASETS <= set(datasets_line.removeprefix("installed datasets: ").split(", "))
@@ -530,7 +531,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: darts"),
+        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: darts, ls, re, rs"),
         ("--search-space", "nasframe: error: unknown search space 'nope'; installed: darts, nasbench201"),
     ],
 )

@@ -177,3 +177,16 @@ class NasBench201SearchSpace(SearchSpace):
         if self._table() is None:
             return None
         return super().query(genotype, dataset, metric)
+
+    def simulate_train_eval(self, genotype, dataset, rng):
+        """One simulated training, as NB201/NATS ``simulate_train_eval``: with the merged CSV
+        table, one seed's cifar10-valid validation accuracy drawn from ``rng`` and its
+        200-epoch training time (see :mod:`.simulate` for CIFAR-100 and ImageNet16-120);
+        with other table formats, the table's mean validation accuracy and time."""
+        from .simulate import arrays_for
+
+        table = self._table()
+        arrays = arrays_for(str(table.path)) if table is not None else None
+        if arrays is None:
+            return super().simulate_train_eval(genotype, dataset, rng)
+        return arrays.simulate(arrays.row(genotype), self.benchmark_dataset(dataset), rng)

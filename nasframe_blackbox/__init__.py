@@ -1,0 +1,1 @@
+"""Black-box search optimizers: random search, regularized evolution, local search."""

@@ -1,0 +1,164 @@
+"""Random search, regularized evolution and local search over any space's genotypes.
+
+Each proposes genotypes through the space (``random_genotype``, ``random_neighbour``,
+``neighbours``) and learns from the evaluations the loop's evaluator returns; the budget and
+the incumbent are :class:`~nasframe_core.blackbox.BlackBoxOptimizer`'s.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+from nasframe_core.blackbox import BlackBoxOptimizer, Evaluation
+from nasframe_core.errors import NasframeError
+
+
+class RandomSearch(BlackBoxOptimizer):
+    """Random search: every proposal is a uniformly random genotype."""
+
+    def propose(self):
+        return self.random_genotype()
+
+
+class RegularizedEvolution(BlackBoxOptimizer):
+    """Regularized evolution (Real et al., AAAI 2019), with NB201's settings by default.
+
+    The first ``population_size`` proposals are random. After that, each proposal is a
+    mutation (one op of one kept edge changed) of the best of ``sample_size`` members drawn
+    from the population (with replacement, as NB201/NATS's script); the new child joins the
+    population and the oldest member dies. The mutated edge is drawn uniformly among the kept
+    edges (NB201's script draws a node, then one of its inputs; ``benchmarks/blackbox_table.py``
+    does that when it reproduces NB201's table).
+    """
+
+    def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,
+                 time_budget: float = 0.0, train_epochs: int = 4):
+        super().__init__(evaluations, time_budget, train_epochs)
+        if population_size < 1 or not 1 <= sample_size:
+            raise NasframeError(
+                f"optimizer.population_size and optimizer.sample_size must be at least 1, got {population_size} and {sample_size}")
+        self.population_size, self.sample_size = int(population_size), int(sample_size)
+        self.population: deque[Evaluation] = deque()
+        self.last_tournament: list[Evaluation] = []
+
+    def tournament(self) -> Evaluation:
+        """The best of ``sample_size`` members drawn with replacement (the earliest drawn on ties)."""
+        members = list(self.population)
+        sample = [members[int(i)] for i in self.rng.integers(len(members), size=self.sample_size)]
+        self.last_tournament = sample
+        best = sample[0]
+        for e in sample[1:]:
+            if e.valid_accuracy > best.valid_accuracy:
+                best = e
+        return best
+
+    def propose(self):
+        if len(self.history) < self.population_size:
+            return self.random_genotype()
+        return self.search_space.random_neighbour(self.tournament().genotype, self.rng)
+
+    def observe(self, evaluation: Evaluation) -> None:
+        self.population.append(evaluation)
+        if len(self.population) > self.population_size:
+            self.population.popleft()  # the oldest dies
+
+    def state_dict(self) -> dict:
+        # population members are the last evaluations of the history, in order
+        return {**super().state_dict(), "population_size_now": len(self.population)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        n = int(state["population_size_now"])
+        self.population = deque(self.history[len(self.history) - n:] if n else [])
+
+
+class LocalSearch(BlackBoxOptimizer):
+    """Local search (White et al., "Local search is state of the art for NAS benchmarks", 2021).
+
+    Start from the best of ``initial`` random genotypes; evaluate the current genotype's
+    neighbours (one op changed) in a random order; when all are evaluated, move to the best if
+    it beats the current one, else the current genotype is a local optimum (recorded in
+    ``local_optima``) and the search restarts from a random genotype. Evaluated genotypes are
+    not evaluated again; the budget decides when it ends.
+    """
+
+    def __init__(self, initial: int = 1, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4):
+        super().__init__(evaluations, time_budget, train_epochs)
+        if initial < 1:
+            raise NasframeError(f"optimizer.initial must be at least 1, got {initial}")
+        self.initial = int(initial)
+        self.starting = True  # drawing the initial random genotypes of a (re)start
+        self.starts_left = self.initial
+        self.current: Optional[Evaluation] = None
+        self.queue: list = []  # neighbours of current still to evaluate (popped from the end)
+        self.round: list[Evaluation] = []  # evaluated neighbours of current
+        self.local_optima: list[Evaluation] = []
+        self.seen: dict[str, Evaluation] = {}
+
+    def propose(self):
+        while True:
+            if self.starting:
+                return self.random_genotype()
+            if self.queue:
+                g = self.queue.pop()
+                if str(g) in self.seen:  # scored before: reuse the score, spend no budget
+                    self.round.append(self.seen[str(g)])
+                    continue
+                return g
+            self._advance()
+
+    def observe(self, evaluation: Evaluation) -> None:
+        self.seen[str(evaluation.genotype)] = evaluation
+        if not self.starting:
+            self.round.append(evaluation)
+            return
+        if self.current is None or evaluation.valid_accuracy > self.current.valid_accuracy:
+            self.current = evaluation
+        self.starts_left -= 1
+        if self.starts_left == 0:
+            self.starting = False
+            self._start_neighbourhood()
+
+    def _start_neighbourhood(self) -> None:
+        options = self.search_space.neighbours(self.current.genotype)
+        order = self.rng.permutation(len(options))
+        self.queue = [options[int(i)] for i in order[::-1]]
+        self.round = []
+
+    def _advance(self) -> None:
+        """Every neighbour of the current genotype is scored: move to the best, or, when none
+        is better, record a local optimum and restart."""
+        best = None
+        for e in self.round:
+            if best is None or e.valid_accuracy > best.valid_accuracy:
+                best = e
+        if best is not None and best.valid_accuracy > self.current.valid_accuracy:
+            self.current = best
+            self._start_neighbourhood()
+            return
+        self.local_optima.append(self.current)
+        self.current, self.round = None, []
+        self.starting, self.starts_left = True, self.initial
+
+    def result_report(self) -> dict:
+        return {"local_optima": [str(e.genotype) for e in self.local_optima]}
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "starting": self.starting,
+            "starts_left": self.starts_left,
+            "current": None if self.current is None else self._save(self.current),
+            "queue": [str(g) for g in self.queue],
+            "round": [self._save(e) for e in self.round],
+            "local_optima": [self._save(e) for e in self.local_optima],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.starting, self.starts_left = bool(state["starting"]), int(state["starts_left"])
+        self.current = None if state["current"] is None else self._load(state["current"])
+        self.queue = [self.search_space.parse_genotype(g) for g in state["queue"]]
+        self.round = [self._load(e) for e in state["round"]]
+        self.local_optima = [self._load(e) for e in state["local_optima"]]
+        self.seen = {str(e.genotype): e for e in self.history}

@@ -1,0 +1,374 @@
+"""Black-box search: the loop without data or networks, the spaces' random genotypes and
+neighbours, random search, regularized evolution, local search, resume and the table script."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasframe_core.blackbox import BlackBoxOptimizer, Budget, Evaluation, Evaluator
+from nasframe_core.cli import main
+from nasframe_core.config import Config
+from nasframe_core.engine import execute
+from nasframe_core.errors import NasframeError
+from nasframe_core.hookspecs import hookimpl
+from nasframe_core.optimizer import MetaOptimizer
+from nasframe_core.plugins import make_plugin_manager
+from nasframe_spaces.darts.space import DartsSearchSpace
+from nasframe_spaces.nasbench201.codec import NB201Genotype
+from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples" / "nasframe-toy-space"))
+from nasframe_toy_space import ToySearchSpace  # noqa: E402
+
+
+def _differences(space, a, b) -> int:
+    ca, cb = space.genotype_choices(a), space.genotype_choices(b)
+    assert ca.keys() == cb.keys()
+    n = 0
+    for name in ca:
+        assert [(c.src, c.dst) for c in ca[name]] == [(c.src, c.dst) for c in cb[name]]  # same edges kept
+        n += sum(x.op != y.op for x, y in zip(ca[name], cb[name]))
+    return n
+
+
+SPACES = [NasBench201SearchSpace, DartsSearchSpace, ToySearchSpace]
+
+
+# ------------------------------------------------------------------ spaces
+@pytest.mark.parametrize("make", SPACES, ids=lambda c: c.name)
+def test_random_genotypes_are_seeded_and_valid(make):
+    space = make()
+    a = [space.random_genotype(np.random.default_rng(5)) for _ in range(2)]
+    assert a[0] == a[1]
+    draws = {str(space.random_genotype(np.random.default_rng(s))) for s in range(20)}
+    assert len(draws) > 10
+    for text in draws:  # every draw is a genotype of the space (round trip through its parser)
+        assert str(space.parse_genotype(text)) == text
+
+
+def test_nb201_random_genotypes_are_uniform_over_ops():
+    space, rng = NasBench201SearchSpace(), np.random.default_rng(0)
+    counts = Counter(op for _ in range(2000) for op in space.random_genotype(rng).ops)
+    assert set(counts) == {"none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"}
+    for op, n in counts.items():  # 12000 draws, 2400 expected each; 5 sigma is about 220
+        assert abs(n - 2400) < 250, counts
+
+
+@pytest.mark.parametrize("make", SPACES, ids=lambda c: c.name)
+def test_neighbours_change_exactly_one_op(make):
+    space = make()
+    g = space.random_genotype(np.random.default_rng(1))
+    specs = space.cell_specs()
+    kept = sum(len(c) for c in space.genotype_choices(g).values())
+    choosable = {n: len(space.choosable_ops(s)) for n, s in specs.items()}
+    n_expected = sum(len(c) * (choosable[n] - 1) for n, c in space.genotype_choices(g).items())
+    options = space.neighbours(g)
+    assert len(options) == n_expected and kept > 0
+    assert len({str(o) for o in options}) == len(options)
+    for o in options:
+        assert _differences(space, g, o) == 1
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        m = space.random_neighbour(g, rng)
+        assert _differences(space, g, m) == 1
+        assert str(m) in {str(o) for o in options}
+
+
+def test_darts_neighbours_never_choose_none():
+    space = DartsSearchSpace()
+    g = space.random_genotype(np.random.default_rng(0))
+    for o in space.neighbours(g):
+        assert all(c.op != "none" for cs in space.genotype_choices(o).values() for c in cs)
+
+
+# ------------------------------------------------------------ the optimizers
+class Landscape(Evaluator):
+    """A synthetic NB201 landscape: the score is a fixed function of the ops; no table, no data."""
+
+    kind = "synthetic"
+
+    def __init__(self, seed=0):
+        super().__init__(seed)
+        self.weights = np.random.default_rng(123).normal(size=(6, 5))
+        self.calls = 0
+
+    def score(self, g) -> float:
+        idx = g.op_indices
+        # a rugged function: additive part plus a pairwise interaction, so local optima exist
+        return float(sum(self.weights[e, i] for e, i in enumerate(idx)) + 0.8 * np.cos(3.0 * idx[0] * idx[5] + idx[2]))
+
+    def evaluate(self, g) -> Evaluation:
+        self.calls += 1
+        return Evaluation(g, self.score(g), 1.0, None)
+
+
+def _optimizer(name, **settings):
+    from nasframe_blackbox.optimizers import LocalSearch, RandomSearch, RegularizedEvolution
+
+    cls = {"rs": RandomSearch, "re": RegularizedEvolution, "ls": LocalSearch}[name]
+    opt = cls(**settings)
+    opt.adapt_search_space(NasBench201SearchSpace(), "cifar10")
+    opt.start_search(Landscape(), seed=7)
+    return opt
+
+
+def test_regularized_evolution_tournament_mutation_and_aging():
+    opt = _optimizer("re", population_size=5, sample_size=3, evaluations=40)
+    for _ in range(5):
+        opt.search_step()
+    assert list(opt.population) == opt.history  # the first members are random
+    for k in range(25):
+        before = list(opt.population)
+        winner = opt.tournament()
+        assert len(opt.last_tournament) == 3 and all(m in before for m in opt.last_tournament)
+        assert winner.valid_accuracy == max(m.valid_accuracy for m in opt.last_tournament)
+        # the child the next step makes mutates exactly one op of its tournament's winner
+        child = opt.search_step()
+        parent = max(opt.last_tournament, key=lambda m: m.valid_accuracy)
+        assert sum(a != b for a, b in zip(parent.genotype.ops, child.genotype.ops)) == 1
+        # the child joined, the oldest died
+        assert list(opt.population) == before[1:] + [child]
+    assert list(opt.population) == opt.history[-5:]
+
+
+def test_local_search_stops_at_local_optima():
+    opt = _optimizer("ls", evaluations=400)
+    land = opt.evaluator
+    while len(opt.local_optima) < 2:
+        opt.search_step()
+    space = opt.search_space
+    for optimum in opt.local_optima:
+        best_neighbour = max(land.score(n) for n in space.neighbours(optimum.genotype))
+        assert best_neighbour <= optimum.valid_accuracy
+    # it climbed: each optimum is at least as good as where its climb started
+    assert opt.local_optima[0].valid_accuracy >= opt.history[0].valid_accuracy
+    # no genotype was scored twice within a climb (neighbours seen before are reused)
+    assert land.calls == len(opt.history)
+
+
+def test_random_search_proposes_seeded_random_cells():
+    a, b = _optimizer("rs", evaluations=5), _optimizer("rs", evaluations=5)
+    ga = [a.search_step().genotype for _ in range(5)]
+    gb = [b.search_step().genotype for _ in range(5)]
+    assert ga == gb and len(set(map(str, ga))) == 5
+    assert a.get_genotype() == max(a.history, key=lambda e: e.valid_accuracy).genotype
+
+
+def test_budget_needs_a_limit_and_settings_are_checked():
+    with pytest.raises(NasframeError, match="needs a budget"):
+        Budget()
+    assert Budget(evaluations=3).spent(3, 0.0) and not Budget(seconds=10).spent(99, 9.9)
+    with pytest.raises(NasframeError, match="must not be negative"):
+        _optimizer("rs", evaluations=-1)
+
+
+# ------------------------------------------------------------ through the loop
+class Frugal(MetaOptimizer):
+    """An optimizer written against MetaOptimizer alone: nothing of DARTS (no op_optimizer,
+    graph, alphas, architectural_weights or softmax_json), no supernet, no steps."""
+
+    using_step_function = False
+
+    def __init__(self, evaluations: int = 6):
+        super().__init__()
+        self.n, self.seen = evaluations, []
+
+    def adapt_search_space(self, search_space, dataset, scope=None, **kwargs):
+        self.search_space, self.dataset = search_space, dataset
+
+    def search_budget(self):
+        return Budget(evaluations=self.n)
+
+    def start_search(self, evaluator, seed):
+        self.evaluator, self.rng = evaluator, np.random.default_rng(seed)
+
+    def search_step(self):
+        e = self.evaluator.evaluate(self.search_space.random_genotype(self.rng))
+        self.seen.append(e)
+        return e
+
+    def step(self, data_train, data_val):
+        raise AssertionError("a black-box optimizer is never stepped")
+
+    def get_final_architecture(self):
+        return max(self.seen, key=lambda e: e.valid_accuracy).genotype
+
+    def get_genotype(self):
+        return self.get_final_architecture()
+
+    def get_checkpointables(self):
+        return {}
+
+
+class FrugalPlugin:
+    @hookimpl
+    def nasframe_register_optimizers(self, register):
+        register("frugal", Frugal)
+
+
+def _config(optimizer, table, **settings) -> Config:
+    cfg = Config()
+    cfg.set("optimizer.name", optimizer)
+    cfg.set("dataset.name", "cifar10")
+    cfg.set("run.benchmark", str(table))
+    cfg.set("run.device", "cpu")
+    for k, v in settings.items():
+        cfg.set(k, v)
+    return cfg
+
+
+def test_the_loop_runs_an_optimizer_without_darts_attributes_and_touches_no_data(tmp_path, nb201_csv, monkeypatch):
+    from nasframe_core import data
+
+    def refuse(*a, **k):
+        raise AssertionError("a black-box search on a table loaded data or built a network")
+
+    monkeypatch.setattr(data.DatasetSource, "load", refuse, raising=False)
+    for cls in data.DatasetSource.__subclasses__():
+        monkeypatch.setattr(cls, "load", refuse)
+    monkeypatch.setattr(NasBench201SearchSpace, "build_network", refuse)
+    host = make_plugin_manager(plugins=[("frugal", FrugalPlugin())])
+    cfg = _config("frugal", nb201_csv, **{"run.eval_test": "true"})
+    result = execute(cfg, host, out=tmp_path / "run", quiet=True)
+    for key in ("genotype", "genotype_json", "benchmark", "test_statistics", "history"):
+        assert key in result
+    assert "alphas" not in result
+    assert len(result["history"]) == 6 and result["evaluations"] == 6
+    g = NB201Genotype.from_str(result["genotype"])
+    best = max(result["history"], key=lambda e: e["valid_accuracy"])
+    assert best["genotype"] == result["genotype"]
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    test = load_nb201_table(nb201_csv).query(g, "cifar10", "test_accuracy")
+    assert result["benchmark"]["test_accuracy"] == pytest.approx(test)
+    assert best["test_accuracy"] == pytest.approx(test)
+
+
+def test_table_scores_are_one_seed_and_charge_the_training_time(nb201_csv):
+    from nasframe_spaces.nasbench201.simulate import arrays_for
+
+    space = NasBench201SearchSpace()
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    space.attach_benchmark(load_nb201_table(nb201_csv))
+    arrays = arrays_for(str(nb201_csv))
+    g = NB201Genotype.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    row = arrays.row(g)
+    assert row == 6111
+    seeds = set(arrays.seed_valid[row][: arrays.n_seeds[row]].tolist())
+    rng = np.random.default_rng(0)
+    drawn = {space.simulate_train_eval(g, "cifar10", rng) for _ in range(40)}
+    assert {v for v, _ in drawn} == seeds  # every seed's accuracy, nothing else (not the mean)
+    assert [t for _, t in drawn] == pytest.approx([2879.749334] * len(drawn))
+
+
+def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb201_csv, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--optimizer", "re", "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
+                 "--dataset", "cifar10", "--set", "optimizer.time_budget=20000", "--out", str(out), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("found architecture: |")
+    assert "simulated seconds" in lines[1] and "budget 20000 simulated seconds" in lines[1]
+    assert lines[2].startswith("benchmark nasbench201 (cifar10): test accuracy")
+    result = json.loads((out / "result.json").read_text())
+    spent = [e["spent_seconds"] for e in result["history"]]
+    assert spent[-2] < 20000 <= spent[-1] == result["spent_seconds"]
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"budget     {len(spent)} evaluations" in shown and "epochs" not in shown
+    assert main(["plot", str(out)]) == 0
+    written = {Path(p).name for p in capsys.readouterr().out.split()}
+    assert written == {"incumbent.png", "cell_cell.png"}
+
+
+class StopAt:
+    def __init__(self, round_):
+        self.round = round_
+
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == self.round:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name", ["re", "ls", "rs"])
+def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name):
+    settings = {"optimizer.evaluations": 47, "run.seed": 3}
+    full = execute(_config(name, nb201_csv, **settings), make_plugin_manager(), out=tmp_path / "full", quiet=True)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        execute(_config(name, nb201_csv, **settings), make_plugin_manager(plugins=[("stop", StopAt(2))]),
+                out=cut, quiet=True)
+    assert len((cut / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = execute(Config.from_dict(__import__("yaml").safe_load((cut / "config.yaml").read_text())),
+                      make_plugin_manager(), resume=cut, quiet=True)
+    assert resumed["history"] == full["history"]
+    assert resumed["genotype"] == full["genotype"] and len(full["history"]) == 47
+
+
+def test_without_a_table_each_cell_is_trained_briefly(tmp_path):
+    cfg = Config()
+    for key, value in {"optimizer.name": "rs", "optimizer.evaluations": 2, "optimizer.train_epochs": 1,
+                       "search_space.C": 2, "search_space.N": 1, "dataset.name": "synthetic",
+                       "dataset.n_train": 32, "dataset.n_test": 8, "dataset.image_size": 8,
+                       "run.batch_size": 8, "run.device": "cpu"}.items():
+        cfg.set(key, value)
+    result = execute(cfg, make_plugin_manager(), out=tmp_path / "run", quiet=True)
+    assert result["evaluator"] == "training" and len(result["history"]) == 2
+    for e in result["history"]:
+        assert 0.0 <= e["valid_accuracy"] <= 100.0 and e["cost"] > 0 and e["test_accuracy"] is None
+    assert result["benchmark"] is None
+
+
+def test_a_time_budget_with_a_table_without_times_is_refused(tmp_path, nb201_csv, monkeypatch):
+    monkeypatch.setattr(NasBench201SearchSpace, "simulate_train_eval", lambda self, g, d, rng: (50.0, 0.0))
+    with pytest.raises(NasframeError, match="set optimizer.evaluations"):
+        execute(_config("rs", nb201_csv, **{"optimizer.time_budget": 100}), make_plugin_manager(),
+                out=tmp_path / "run", quiet=True)
+
+
+# ------------------------------------------------------------ the published table
+def _table_rows(nb201_csv, *extra):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "blackbox_table.py"), "--runs", "40", "--json",
+                           "--data", str(nb201_csv.parent), *extra], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {(r["optimizer"], r["dataset"]) for r in rows} == {
+        (o, d) for o in ("REA", "RS") for d in ("cifar10", "cifar100", "ImageNet16-120")}
+    for r in rows:
+        assert {"optimizer", "dataset", "runs", "mean", "std", "published_mean", "published_std"} <= r.keys()
+        assert r["runs"] == 40 and r["std"] > 0
+    return {(r["optimizer"], r["dataset"]): r for r in rows}
+
+
+def test_small_reproduction_of_the_published_table(nb201_csv):
+    rows = _table_rows(nb201_csv)
+    for opt in ("REA", "RS"):
+        r = rows[(opt, "cifar10")]
+        assert abs(r["mean"] - r["published_mean"]) < 0.3, r
+    # ImageNet16-120 costs 6.068x cifar10-valid per cell in NATS-Bench's times: far fewer cells per run
+    assert rows[("RS", "ImageNet16-120")]["evaluations_per_run"] < rows[("RS", "cifar10")]["evaluations_per_run"] / 5
+    equal = _table_rows(nb201_csv, "--time-model", "equal")
+    for r in equal.values():
+        assert abs(r["mean"] - r["published_mean"]) < 0.8, r
+
+
+def test_the_readme_optimizer_plugin_runs(tmp_path, nb201_csv):
+    import re
+    import types
+
+    text = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "GreedyMutation" in b)
+    module = types.ModuleType("readme_greedy")
+    exec(compile(block, "README.md", "exec"), module.__dict__)
+    host = make_plugin_manager(plugins=[("greedy", module)])
+    result = execute(_config("greedy", nb201_csv, **{"optimizer.evaluations": 30, "optimizer.explore": 0.5}),
+                     host, out=tmp_path / "run", quiet=True)
+    assert len(result["history"]) == 30 and result["benchmark"]["test_accuracy"] > 0
