@@ -285,7 +285,7 @@ def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb
     assert f"budget     {len(spent)} evaluations" in shown and "epochs" not in shown
     assert main(["plot", str(out)]) == 0
     written = {Path(p).name for p in capsys.readouterr().out.split()}
-    assert written == {"incumbent.png", "cell_cell.png"}
+    assert written == {"incumbent.png", "cell.png"}
 
 
 class StopAt:
