@@ -100,6 +100,10 @@ class NB201Table(Benchmark):
             self._load()
             self._loaded = True
 
+    def load(self) -> None:
+        """Read the file now (otherwise it is read at the first query)."""
+        self._ensure_loaded()
+
     def query(self, arch: Any, dataset: str, metric: str) -> Optional[float]:
         ds = normalize_dataset(dataset)
         metric = _check_metric(metric)
