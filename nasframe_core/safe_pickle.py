@@ -7,6 +7,7 @@ that plain data needs, so a file that is not what it claims cannot run code.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 from typing import IO, Any
 
@@ -37,7 +38,11 @@ def _numpy_type(name: str) -> bool:
 
 
 def allowed(module: str, name: str) -> bool:
-    """Whether a pickle may name ``module.name``."""
+    """Whether a pickle may name ``module.name`` (Python 2 names, as pickle maps them, too)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    else:
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
     if module == "builtins":
         return name in _BUILTINS
     if module == "collections":
