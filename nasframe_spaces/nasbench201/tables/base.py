@@ -135,11 +135,6 @@ class NB201Table(Benchmark):
         genotype = resolve_arch(arch, self)
         return {"arch": genotype.to_str(), "index": self.index_of(genotype) if self.has_index else None}
 
-    @property
-    def available_datasets(self) -> tuple[str, ...]:
-        """The datasets this file holds numbers for (the others answer None)."""
-        return self.datasets
-
     def metric_notes(self, dataset: str) -> dict[str, str]:
         """What each metric of ``dataset`` means in this table (metric -> one-line note)."""
         ds = normalize_dataset(dataset)
