@@ -31,21 +31,31 @@ def _installed(host: PluginHost) -> str:
 
 
 def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
+    from .config import Config
+
+    d = Config()
+    r = d.run
+    # for training, the loop's defaults are the space's evaluation recipe
+    recipe = "the space's training recipe"
     g = p.add_argument_group("what to run")
     if not train:
-        g.add_argument("--optimizer", help="search optimizer (default: darts)")
-    g.add_argument("--search-space", dest="search_space", help="search space (default: nasbench201)")
-    g.add_argument("--dataset", help="dataset (default: digits, offline; the paper uses cifar10)")
-    g.add_argument("--data-dir", dest="data_dir", help="where the dataset's files are (or go)")
+        g.add_argument("--optimizer", help=f"search optimizer (default: {d.optimizer.name})")
+    g.add_argument("--search-space", dest="search_space",
+                   help="search space (default: the genotype's)" if train else
+                   f"search space (default: {d.search_space.name})")
+    g.add_argument("--dataset", help=f"dataset (default: {d.dataset.name}, offline; the paper uses cifar10)")
+    g.add_argument("--data-dir", dest="data_dir", help="where the dataset's files are, or go (default: the dataset's own)")
     g.add_argument("--benchmark", help="benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
     g = p.add_argument_group("loop")
-    g.add_argument("--epochs", type=int, help="number of epochs")
-    g.add_argument("--batch-size", dest="batch_size", type=int, help="batch size (per process)")
-    g.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, help="cap the steps of an epoch (smoke runs)")
-    g.add_argument("--seed", type=int, help="the one seed behind every random choice (default 0)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto (CUDA when available)")
+    g.add_argument("--epochs", type=int, help=f"number of epochs (default: {recipe if train else r.epochs})")
+    g.add_argument("--batch-size", dest="batch_size", type=int,
+                   help=f"batch size per process (default: {recipe if train else r.batch_size})")
+    g.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int,
+                   help="cap the steps of an epoch, for smoke runs (default: the whole training split)")
+    g.add_argument("--seed", type=int, help=f"the one seed behind every random choice (default: {r.seed})")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"default: {r.device} (CUDA when available)")
     g = p.add_argument_group("run directory and configuration")
-    g.add_argument("--out", help="new run directory (default: runs/<command>-<time>); never overwritten")
+    g.add_argument("--out", help="new run directory, never overwritten (default: runs/<command>-<time>)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run where its last checkpoint left it")
     g.add_argument("--config", metavar="FILE", help="YAML or TOML file of settings (see the README)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +63,9 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress output (the log file is still written)")
 
 
-def build_parser(host: PluginHost) -> argparse.ArgumentParser:
+def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.ArgumentParser:
+    """The parser. ``nasframe train`` needs a genotype: the command line makes ``--genotype``
+    required unless it may come from ``--resume``, ``--config`` or ``--set genotype=...``."""
     installed = _installed(host)
     parser = _Parser(
         prog="nasframe",
@@ -76,7 +88,10 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a found architecture from scratch", epilog=installed,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train a genotype from scratch with the space's evaluation recipe.")
-    p.add_argument("--genotype", help="a finished run directory, a genotype file, or the genotype string")
+    g = p.add_argument_group("required")
+    g.add_argument("--genotype", required=genotype_required, metavar="RUN_DIR|FILE|STRING",
+                   help="a finished run directory, a genotype file, or the genotype string "
+                        "(taken from the run with --resume, or from --config FILE when it has one)")
     _add_run_flags(p, train=True)
 
     p = sub.add_parser("query", help="look an architecture up in a benchmark table")
@@ -214,12 +229,29 @@ def _name_in(data: dict, section: str) -> Optional[str]:
 def cmd_run(host: PluginHost, args, command: str) -> int:
     from .engine import execute
 
-    cfg = config_from_args(host, args, command)
+    try:
+        cfg = config_from_args(host, args, command)
+    except NasframeError as exc:
+        _log_to_resumed(args, exc)
+        raise
     if command == "train" and not cfg.genotype:
         raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
     execute(cfg, host, out=Path(args.out) if args.out else None,
             resume=Path(args.resume) if args.resume else None, quiet=args.quiet)
     return 0
+
+
+def _log_to_resumed(args, exc: NasframeError) -> None:
+    """A refused ``--resume`` leaves its error in the run's log.txt."""
+    if not args.resume:
+        return
+    from .rundir import RunDir
+
+    try:
+        run_dir = RunDir.open_existing(Path(args.resume))
+    except NasframeError:
+        return  # not a run directory: nothing to write to
+    run_dir.log_error(str(exc))
 
 
 def cmd_query(host: PluginHost, args) -> int:
@@ -250,7 +282,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         host = make_plugin_manager()
-        parser = build_parser(host)
+        flags = {a.split("=", 1)[0] for a in argv}
+        other_source = flags & {"--resume", "--config"} or any(a.startswith("genotype=") for a in argv)
+        parser = build_parser(host, genotype_required=not other_source)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -273,8 +307,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NasframeError as exc:
         print(f"nasframe: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("nasframe: interrupted; a run continues from its last checkpoint with --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        where = getattr(exc, "run_dir", None)
+        if where is not None:
+            print(f"nasframe: interrupted; continue from the last checkpoint with --resume {where}", file=sys.stderr)
+        else:
+            print("nasframe: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -154,23 +154,46 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
     checkpoint = None
     run_dir: Optional[RunDir] = None
     if resume is not None:
-        rd = RunDir.open_existing(resume)
-        if (rd.path / CHECKPOINT).exists():
-            checkpoint = load_checkpoint(rd.path / CHECKPOINT)
-        run_dir = rd if main else None
-    elif main:
+        run_dir = RunDir.open_existing(resume)
+        if (run_dir.path / CHECKPOINT).exists():
+            checkpoint = load_checkpoint(run_dir.path / CHECKPOINT)
+    elif main and out is not None:
+        RunDir.check_new(out)  # before the data is loaded: a taken --out fails at once
+    ctx = RunContext(config, host, None, device)
+    seed_everything(config.run.seed)
+    try:
+        # every setting is checked while the job is built: a command that fails here leaves
+        # no new run directory behind (a resumed one gets the error in its log)
+        job = _build_job(ctx)
+        if checkpoint is not None and checkpoint.get("kind") != job.kind:
+            raise NasframeError(f"checkpoint in {run_dir.path} is of a {checkpoint.get('kind')} run, not {job.kind}")
+    except NasframeError as exc:
+        if run_dir is not None and main:
+            run_dir.log_error(str(exc))
+        raise
+    if resume is None and main:
         from .rundir import default_run_dir
 
         run_dir = RunDir.create(out if out is not None else default_run_dir(config.command))
+    if not main:
+        run_dir = None
     distributed.barrier()
 
-    ctx = RunContext(config, host, run_dir, device)
+    ctx.run_dir = run_dir
     logger = logging.getLogger("nasframe")
     propagate = logger.propagate
     logger.propagate = False  # the run's handlers print; the caller's own logging stays as it was
     handlers = _setup_logging(run_dir, quiet or not main)
     try:
-        return _execute(ctx, checkpoint, main)
+        return _execute(ctx, job, checkpoint, main)
+    except NasframeError as exc:
+        _log_only.error("error: %s", exc)  # the command prints it; the log keeps it too
+        raise
+    except KeyboardInterrupt as exc:
+        where = run_dir.path if run_dir is not None else None
+        _log_only.error("interrupted; continue with --resume %s", where)
+        exc.run_dir = where  # type: ignore[attr-defined]  # for the command's message
+        raise
     finally:
         for h in handlers:
             logger.removeHandler(h)
@@ -178,22 +201,25 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
         logger.propagate = propagate
 
 
-def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
-    config, host, run_dir = ctx.config, ctx.host, ctx.run_dir
-    seed_everything(config.run.seed)
-    if config.command == "train":
+#: lines for log.txt only (the console shows records of the "nasframe" logger itself)
+_log_only = logging.getLogger("nasframe.log")
+
+
+def _build_job(ctx: RunContext):
+    if ctx.config.command == "train":
         from .train import TrainJob
 
-        job = TrainJob(ctx)
-    else:
-        from .search import SearchJob
+        return TrainJob(ctx)
+    from .search import SearchJob
 
-        job = SearchJob(ctx)
+    return SearchJob(ctx)
+
+
+def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> dict:
+    config, host, run_dir = ctx.config, ctx.host, ctx.run_dir
     ctx.job = job
     start_epoch, history, elapsed = 0, [], 0.0
     if checkpoint is not None:
-        if checkpoint.get("kind") != job.kind:
-            raise NasframeError(f"checkpoint in {run_dir.path if run_dir else '?'} is of a {checkpoint.get('kind')} run, not {job.kind}")
         restore(job.checkpointables(), checkpoint["state"], Path(run_dir.path if run_dir else ".") / CHECKPOINT)
         start_epoch = int(checkpoint["epoch"])
         history = list(checkpoint.get("history", []))
@@ -201,7 +227,7 @@ def _execute(ctx: RunContext, checkpoint: Optional[dict], main: bool) -> dict:
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
-        log.info("resumed %s at epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
+        log.info("resumed %s after epoch %d of %d", run_dir.path if run_dir else "", start_epoch, config.run.epochs)
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))
         log.info("%s", job.describe())

@@ -72,7 +72,19 @@ def genotype_source(source: str) -> tuple[str, Optional[str]]:
         if not text:
             raise NasframeError(f"genotype file {path} is empty")
         return text, None
+    if _looks_like_path(source):
+        raise NasframeError(
+            f"--genotype {source}: no such run directory or file; pass a finished run directory, "
+            f"a genotype file, or the genotype string"
+        )
     return source.strip(), None
+
+
+def _looks_like_path(text: str) -> bool:
+    """A path, not a genotype string: genotype strings have no path separator or file suffix."""
+    text = text.strip()
+    return ("/" in text or "\\" in text or text.startswith(("~", "."))
+            or Path(text).suffix.lower() in (".json", ".txt", ".yaml", ".yml"))
 
 
 def _genotype_from_json_file(path: Path) -> tuple[str, Optional[str]]:

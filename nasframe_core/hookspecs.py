@@ -139,7 +139,9 @@ def nasframe_step_end(run: "RunContext", epoch: int, step: int, result: dict) ->
 def nasframe_epoch_end(run: "RunContext", epoch: int, metrics: dict) -> None:
     """Called after every epoch with the metrics about to be written to ``metrics.jsonl``.
 
-    Observers may add JSON-serialisable entries to ``metrics``.
+    Observers may add JSON-serialisable entries to ``metrics``. The ``epoch`` argument of the
+    hooks counts from 0 (like ``range(epochs)`` and ``MetaOptimizer.new_epoch``); what users
+    read (``metrics["epoch"]``, the console, ``log.txt``) counts from 1.
     """
 
 

@@ -7,39 +7,79 @@ from typing import Optional
 from matplotlib.figure import Figure  # no pyplot: nothing global (backend, figure registry) changes
 
 
-def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) -> list[Path]:
-    """One figure per cell type: a panel per edge, softmaxed weight of each op over the epochs.
+def figure_name(kind: str, cell_type: str) -> str:
+    """``alphas.png`` / ``cell.png`` for a space with one cell type named ``cell``;
+    ``alphas_normal.png``, ``cell_reduce.png``... otherwise."""
+    return f"{kind}.png" if cell_type in ("cell", kind) else f"{kind}_{cell_type}.png"
 
-    ``specs`` (the space's cell specs) name the ops and edges; without them they are numbered.
+
+def _cell_label(cell_type: str) -> str:
+    return "cell" if cell_type == "cell" else f"{cell_type} cell"
+
+
+def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) -> list[Path]:
+    """One figure per cell type: a panel per edge, the softmaxed weight of each op over the epochs.
+
+    The y axis spans at least 0 to twice the uniform weight 1/n (drawn as a dashed line), so
+    weights that stay near uniform look flat rather than zoomed into a trend; every epoch is a
+    marker, so a one-epoch run shows its points. Each panel's title gives the edge's final
+    margin (strongest minus runner-up). ``specs`` (the space's cell specs) name the ops and
+    edges; without them they are numbered.
     """
+    from matplotlib.ticker import MaxNLocator
+
+    from .confidence import edge_margins, noise_level
+
     records = [m for m in metrics if isinstance(m.get("alphas"), dict)]
     if not records:
         return []
     written = []
-    epochs = [m["epoch"] + 1 for m in records]
+    epochs = [m["epoch"] for m in records]
     for cell_type in records[0]["alphas"]:
         series = [m["alphas"][cell_type] for m in records]
         n_edges, n_ops = len(series[0]), len(series[0][0])
-        cols = min(4, n_edges)
-        rows = -(-n_edges // cols)
-        fig = Figure(figsize=(3.2 * cols, 2.4 * rows))
-        axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
         spec = (specs or {}).get(cell_type)
         known = spec is not None and spec.num_ops == n_ops and spec.num_edges == n_edges
+        margins = edge_margins({cell_type: series[-1]}, {cell_type: spec} if known else None)[cell_type]
+        uniform = 1.0 / n_ops
+        top = max(max(max(row) for row in s) for s in series)
+        y_max = min(1.0, max(2 * uniform, 1.1 * top))
+        cols = min(4, n_edges)
+        rows = -(-n_edges // cols)
+        fig = Figure(figsize=(3.3 * cols, 2.6 * rows + 0.8))
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=True, sharex=True)
         for e in range(n_edges):
             ax = axes[e // cols][e % cols]
+            ax.axhline(uniform, color="#888888", ls="--", lw=0.9, label=f"uniform 1/{n_ops}")
             for k in range(n_ops):
-                ax.plot(epochs, [s[e][k] for s in series], label=spec.ops[k] if known else f"op {k}")
-            src, dst = spec.edges[e] if known else (None, None)
-            ax.set_title(f"edge {src}->{dst}" if known else f"edge {e}", fontsize=9)
+                ax.plot(epochs, [s[e][k] for s in series], marker="o", ms=3, lw=1.3,
+                        label=spec.ops[k] if known else f"op {k}")
+            name = f"{spec.edges[e][0]}->{spec.edges[e][1]}" if known else f"{e}"
+            undecided = " (noise)" if margins[e] < noise_level(n_ops) else ""
+            ax.set_title(f"edge {name}: margin {margins[e]:.3f}{undecided}", fontsize=9)
+            ax.set_ylim(0, y_max)
+            if len(epochs) <= 12:
+                ax.set_xticks(epochs)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if len(epochs) == 1:
+                ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
             ax.tick_params(labelsize=7)
+            if e % cols == 0:
+                ax.set_ylabel("op weight (softmax)", fontsize=8)
+            if e // cols == rows - 1 or e + cols >= n_edges:
+                ax.set_xlabel("epoch", fontsize=8)
+                ax.tick_params(labelbottom=True)
         for e in range(n_edges, rows * cols):
             axes[e // cols][e % cols].axis("off")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(n_ops, 8), fontsize=8)
-        fig.suptitle(f"{cell_type}: softmax(alpha) per edge over epochs")
-        fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-        path = out / f"alphas_{cell_type}.png"
+        per_row = n_ops + 1 if n_ops + 1 <= 8 else 5
+        fig.legend(handles, labels, loc="lower center", ncol=per_row, fontsize=8)
+        fig.suptitle(f"{_cell_label(cell_type)}: op weights per edge over the epochs "
+                     f"(margin = strongest minus runner-up after epoch {epochs[-1]})", fontsize=10)
+        legend_rows = -(-(n_ops + 1) // per_row)
+        fig.tight_layout(rect=(0, 0.045 * legend_rows + 0.02, 1, 0.95))
+        path = out / figure_name("alphas", cell_type)
         fig.savefig(path, dpi=110)
         written.append(path)
     return written
@@ -47,38 +87,73 @@ def plot_alphas(metrics: list[dict], out: Path, specs: Optional[dict] = None) ->
 
 def plot_cells(space, genotype, out: Path) -> list[Path]:
     """One figure per cell type of ``genotype``: nodes on a line, each kept edge an arc
-    labelled with its op (arcs alternate above and below the line so labels stay apart)."""
+    labelled with its op (arcs alternate above and below the line so labels stay apart).
+
+    Edges whose op is one of the space's ``zero_ops`` (``none``) are drawn faint and dashed:
+    they carry nothing. Nodes that receive nothing are grey ("always zero"), nodes whose
+    result reaches no output are hatched ("unused"), and the caption says so, so that no node
+    floats without an explanation.
+    """
     from matplotlib.patches import FancyArrowPatch
+
+    from .confidence import cell_structure
 
     written = []
     specs = space.cell_specs()
+    zero_ops = tuple(getattr(space, "zero_ops", ()))
     for cell_type, choices in space.genotype_choices(genotype).items():
         spec = specs[cell_type]
         nodes = list(spec.inputs) + [n for n in spec.nodes if n not in spec.inputs]
         x = {n: float(i) for i, n in enumerate(nodes)}
-        kept = [c for c in choices if c.op != "none"]
-        fig = Figure(figsize=(1.6 * len(nodes) + 2, 4.5))
+        structure = cell_structure(spec, choices, zero_ops)
+        dead, unused = set(structure["dead"]), set(structure["unused"])
+        fig = Figure(figsize=(1.7 * len(nodes) + 2, 5.0))
         ax = fig.subplots()
-        for i, c in enumerate(sorted(kept, key=lambda c: (x[c.dst] - x[c.src], c.dst, c.src))):
+        ordered = sorted(choices, key=lambda c: (x[c.dst] - x[c.src], c.dst, c.src))
+        for i, c in enumerate(ordered):
+            zero = c.op in zero_ops
             span = x[c.dst] - x[c.src]
             side = 1 if i % 2 == 0 else -1
             rad = -0.35 * side  # arc3: negative bends to the left of the direction, i.e. up
+            color = "#bbbbbb" if zero else ("#999999" if c.src in dead else "#222222")
             ax.add_patch(FancyArrowPatch((x[c.src], 0), (x[c.dst], 0), connectionstyle=f"arc3,rad={rad}",
-                                         arrowstyle="-|>", mutation_scale=12, shrinkA=14, shrinkB=14, lw=1.2))
-            ax.text((x[c.src] + x[c.dst]) / 2, side * 0.35 * span / 2 * 1.0, c.op, ha="center",
-                    va="bottom" if side > 0 else "top", fontsize=8,
+                                         arrowstyle="-|>", mutation_scale=12, shrinkA=14, shrinkB=14,
+                                         lw=0.9 if zero else 1.3, ls="--" if zero else "-", color=color))
+            ax.text((x[c.src] + x[c.dst]) / 2, side * 0.35 * span / 2, c.op, ha="center",
+                    va="bottom" if side > 0 else "top", fontsize=8, color="#999999" if zero else "black",
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
         for n in nodes:
-            color = "#9ecae1" if n in spec.inputs else "#fdd0a2"
-            ax.scatter([x[n]], [0], s=700, c=color, zorder=3, edgecolors="#555555")
+            if n in spec.inputs:
+                color, hatch = "#9ecae1", None
+            elif n in dead:
+                color, hatch = "#d9d9d9", None
+            else:
+                color, hatch = "#fdd0a2", ("///" if n in unused else None)
+            ax.scatter([x[n]], [0], s=700, c=color, zorder=3, edgecolors="#555555", hatch=hatch)
             ax.text(x[n], 0, str(n), ha="center", va="center", zorder=4)
+            note = "always zero" if n in dead else ("unused" if n in unused else None)
+            if note:
+                ax.text(x[n], -0.2, note, ha="center", va="top", fontsize=7, color="#b2182b", zorder=4)
         reach = 0.35 * (len(nodes) - 1) / 2 + 0.4
         ax.set_xlim(-0.6, len(nodes) - 0.4)
         ax.set_ylim(-reach, reach)
         ax.set_aspect("equal")  # arc3 bends in display space: equal axes put the labels on the arcs
-        ax.set_title(f"{cell_type} cell; output: {spec.combine} of nodes {list(spec.output)}")
+        output = f"node {spec.output[0]}" if len(spec.output) == 1 else f"{spec.combine} of nodes {list(spec.output)}"
+        ax.set_title(f"{_cell_label(cell_type)}: input: node{'s' if len(spec.inputs) > 1 else ''} "
+                     f"{', '.join(map(str, spec.inputs))}; output: {output}", fontsize=10)
+        notes = []
+        if zero_ops and any(c.op in zero_ops for c in choices):
+            notes.append(f"dashed: {'/'.join(zero_ops)} edges (they carry nothing)")
+        if dead:
+            notes.append(f"grey: node{'s' if len(dead) > 1 else ''} {', '.join(map(str, sorted(dead)))} "
+                         f"receive{'s' if len(dead) == 1 else ''} nothing, so always zero")
+        if unused:
+            notes.append(f"hatched: node{'s' if len(unused) > 1 else ''} {', '.join(map(str, sorted(unused)))} "
+                         f"reach{'es' if len(unused) == 1 else ''} no output")
+        if notes:
+            fig.text(0.5, 0.02, "; ".join(notes), ha="center", fontsize=8, color="#444444")
         ax.axis("off")
-        path = out / f"cell_{cell_type}.png"
+        path = out / figure_name("cell", cell_type)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         written.append(path)
     return written

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import NasframeError
@@ -52,10 +53,10 @@ def cmd_show(host, args) -> int:
     last = info["last_epoch"]
     if last:
         shown = ", ".join(
-            f"{k} {last[k]:.4g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
+            _metric(k, last[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr")
             if isinstance(last.get(k), (int, float))
         )
-        print(f"last epoch {shown}")
+        print(f"last epoch {last.get('epoch', info['epochs_done'])}: {shown}")
     result = info["result"] or {}
     genotype = result.get("genotype") or (last or {}).get("genotype")
     if genotype:
@@ -63,10 +64,48 @@ def cmd_show(host, args) -> int:
     bench = result.get("benchmark") or (last or {}).get("benchmark")
     if bench and bench.get("test_accuracy") is not None:
         print(f"benchmark  {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%")
-    for key, label in (("model_size_mb", "model size (MB)"), ("params", "parameters"), ("test_acc", "test accuracy")):
-        if result.get(key) is not None:
-            print(f"{label:10s} {result[key]}")
+    if result.get("test_acc") is not None:
+        print(f"test accuracy {result['test_acc']:.2f}% (after the last epoch)")
+    params = result.get("params_millions")
+    if params is not None:
+        what = "parameters" if info["command"] == "train" else "supernet parameters"
+        print(f"{what} {params:.3f} million")
+    from .confidence import summary_lines
+
+    margins = result.get("edge_margins") or (last or {}).get("edge_margins")
+    specs, warnings = None, result.get("warnings")
+    if margins:
+        try:
+            space = _space_of(host, run)
+            specs = space.cell_specs()
+            if not info["finished"] and genotype and isinstance(last.get("alphas"), dict):
+                # a stopped run: judge its latest cell as a finished run would
+                from .confidence import warnings_for
+
+                warnings = warnings_for(space, space.parse_genotype(genotype), last["alphas"])
+        except (NasframeError, AttributeError):
+            pass  # e.g. the space's plugin is not installed here: edges are numbered
+    for line in summary_lines({"edge_margins": margins, "warnings": warnings}, specs):
+        print(line)
     return 0
+
+
+def _metric(key: str, value: float) -> str:
+    if key.endswith("_acc"):
+        return f"{key.replace('_', ' ')} {value:.2f}%"
+    if key == "lr":
+        return f"lr {value:.5f}"
+    return f"{key.replace('_', ' ')} {value:.4f}"
+
+
+def _space_of(host, run: RunDir):
+    """The run's search space, built from its config.yaml (``None`` when it names none)."""
+    from .config import load_config_file
+
+    space_cfg = load_config_file(run.file(CONFIG)).get("search_space") or {}
+    if not space_cfg.get("name"):
+        return None
+    return host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
 
 
 def cmd_plot(host, args) -> int:
@@ -78,20 +117,20 @@ def cmd_plot(host, args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NasframeError(f"cannot create {out}: {exc.strerror or exc}") from None
-    from .config import load_config_file
+        raise NasframeError(f"cannot create {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise NasframeError(f"cannot write to {out}: permission denied; pass a writable --out DIR")
     from .plotting import plot_alphas, plot_cells
 
-    cfg = load_config_file(run.file(CONFIG))
-    space_cfg = cfg.get("search_space") or {}
-    space = None
-    if space_cfg.get("name"):
-        space = host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
-    written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+    space = _space_of(host, run)
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
-    if genotype and space is not None:
-        written += plot_cells(space, space.parse_genotype(genotype), out)
+    try:
+        written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+        if genotype and space is not None:
+            written += plot_cells(space, space.parse_genotype(genotype), out)
+    except OSError as exc:
+        raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     for path in written:
         print(path)
     return 0

@@ -50,14 +50,25 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    @classmethod
-    def create(cls, path: Path) -> "RunDir":
-        """A new run directory; refuses one that holds a run, or one it cannot write."""
+    @staticmethod
+    def check_new(path: Path) -> None:
+        """Refuse, without creating anything, a path that is a file, holds a run, or cannot be written."""
         path = Path(path).expanduser()
         if path.exists() and not path.is_dir():
             raise NasframeError(f"--out {path} is a file; name a new directory")
         if path.is_dir() and any((path / f).exists() for f in RUN_FILES):
             raise NasframeError(f"--out {path} already holds a run; continue it with --resume {path} or pick a new --out")
+        existing = path.absolute()
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise NasframeError(f"cannot write the run directory {path}: {existing} is not writable; pick a writable --out")
+
+    @classmethod
+    def create(cls, path: Path) -> "RunDir":
+        """A new run directory; refuses one that holds a run, or one it cannot write."""
+        path = Path(path).expanduser()
+        cls.check_new(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
@@ -118,6 +129,14 @@ class RunDir:
             return json.loads(path.read_text())
         except ValueError:
             raise NasframeError(f"{path} is not valid JSON; the file is damaged") from None
+
+    def log_error(self, message: str) -> None:
+        """Append a failed command's error to ``log.txt`` (of a directory that already exists)."""
+        try:
+            with open(self.file(LOG), "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} error: {message}\n")
+        except OSError:
+            pass  # the command still prints the error
 
     def log_handler(self) -> logging.Handler:
         handler = logging.FileHandler(self.file(LOG), mode="a")

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import attrs
 import torch
 
-from . import distributed
+from . import confidence, distributed
 from .benchmark import open_benchmark
 from .config import resolved_plugin_settings
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
@@ -243,7 +243,7 @@ class SearchJob(JobBase):
         s = sums.tolist()
         check_finite(s[0], "the training loss", epoch, self._steps - 1, self.ctx.run_dir)
         metrics: dict[str, Any] = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # epochs count from 1 wherever a user reads them
             "steps": self._steps,
             "lr": lr,
             "train_loss": s[0] / n_train,
@@ -254,6 +254,8 @@ class SearchJob(JobBase):
         genotype = self.genotype()
         metrics["genotype"] = str(genotype)
         metrics.update(opt.epoch_report())
+        if isinstance(metrics.get("alphas"), dict):
+            metrics["edge_margins"] = confidence.edge_margins(metrics["alphas"], self.space.cell_specs())
         metrics["test_statistics"] = opt.test_statistics()
         report = self.benchmark_report(genotype)
         if report is not None:
@@ -270,13 +272,16 @@ class SearchJob(JobBase):
 
     def epoch_line(self, m: dict, epochs: int) -> str:
         line = (
-            f"epoch {m['epoch'] + 1}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.2f}%, "
+            f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.2f}%, "
             f"val loss {m['val_loss']:.4f} acc {m['val_acc']:.2f}%"
         )
         if m.get("lr") is not None:
             line += f", lr {m['lr']:.5f}"
         if m.get("test_statistics") is not None:
             line += f", benchmark test acc {m['test_statistics']:.2f}%"
+        margins = [v for values in (m.get("edge_margins") or {}).values() for v in values]
+        if margins:
+            line += f", smallest edge margin {min(margins):.4f}"
         return line + f", {m['seconds']:.1f}s; genotype {m['genotype']}"
 
     def final_result(self, history: list[dict], elapsed: float) -> dict:
@@ -286,9 +291,10 @@ class SearchJob(JobBase):
             "genotype": str(genotype),
             "genotype_json": genotype.to_json() if hasattr(genotype, "to_json") else None,
             **opt.result_report(),
-            "model_size_mb": opt.get_model_size(),
+            "params_millions": opt.get_model_size(),
             "test_statistics": opt.test_statistics(),
             "benchmark": self.benchmark_report(genotype),
+            **confidence.result_entries(self.space, genotype, opt.epoch_report().get("alphas")),
             "optimizer": c.optimizer.name,
             "search_space": c.search_space.name,
             "dataset": self.info.name,
@@ -303,6 +309,7 @@ class SearchJob(JobBase):
 
     def summary_lines(self, result: dict) -> list[str]:
         lines = [f"found architecture: {result['genotype']}"]
+        lines += confidence.summary_lines(result, self.space.cell_specs())
         bench = result.get("benchmark")
         if bench and bench.get("test_accuracy") is not None:
             valid = bench.get("valid_accuracy")

@@ -141,12 +141,18 @@ class SearchSpace(abc.ABC):
     """The base of every search-space plugin: a description, no torch state.
 
     Subclasses set ``name`` (the registry name) and, when a tabular benchmark covers the
-    space, ``benchmark_name`` (the benchmark's registry name). ``benchmark`` holds the
+    space, ``benchmark_name`` (the benchmark's registry name); ``zero_ops`` and ``skip_ops``
+    say which op names mean "no edge" and "shortcut", so that the core can judge a found
+    cell (:mod:`nasframe_core.confidence`). ``benchmark`` holds the
     loaded table, if any (see :meth:`attach_benchmark`).
     """
 
     name: ClassVar[str] = "?"
     benchmark_name: ClassVar[Optional[str]] = None
+    #: ops whose output is zero: an edge carrying one is absent from the discrete cell
+    zero_ops: ClassVar[tuple[str, ...]] = ("none",)
+    #: identity-like shortcut ops, counted when judging whether skip connections take over a cell
+    skip_ops: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.benchmark: Optional["Benchmark"] = None

@@ -130,7 +130,7 @@ class TrainJob(JobBase):
         s = sums.tolist()
         test_loss, test_acc = self.evaluate_test()
         return {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # epochs count from 1 wherever a user reads them
             "lr": lr,
             "drop_path_prob": drop,
             "train_loss": s[0] / seen,
@@ -148,7 +148,7 @@ class TrainJob(JobBase):
 
     def epoch_line(self, m: dict, epochs: int) -> str:
         return (
-            f"epoch {m['epoch'] + 1}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.2f}%, "
+            f"epoch {m['epoch']}/{epochs}: train loss {m['train_loss']:.4f} acc {m['train_acc']:.2f}%, "
             f"test loss {m['test_loss']:.4f} acc {m['test_acc']:.2f}%, lr {m['lr']:.5f}, {m['seconds']:.1f}s"
         )
 
@@ -162,9 +162,10 @@ class TrainJob(JobBase):
             "search_space": c.search_space.name,
             "dataset": self.info.name,
             "params": self.params,
-            "params_mb": self.params / 1e6,
+            "params_millions": self.params / 1e6,
+            # the accuracy after the last epoch: picking the best epoch by test accuracy would
+            # select on the test set (there is no validation split to select on)
             "test_acc": last.get("test_acc"),
-            "best_test_acc": max((h["test_acc"] for h in history), default=None),
             "train_acc": last.get("train_acc"),
             "epochs": len(history),
             "seed": c.run.seed,
@@ -175,7 +176,8 @@ class TrainJob(JobBase):
     def summary_lines(self, result: dict) -> list[str]:
         lines = [f"trained {result['genotype']}"]
         if result.get("test_acc") is not None:
-            lines.append(f"test accuracy {result['test_acc']:.2f}% with {result['params_mb']:.3f}M parameters")
+            lines.append(f"test accuracy {result['test_acc']:.2f}% after the last epoch, "
+                         f"{result['params_millions']:.3f} million parameters")
         if self.ctx.run_dir is not None:
             lines.append(f"results in {self.ctx.run_dir.path}")
         return lines

@@ -260,8 +260,8 @@ class DARTSOptimizer(MetaOptimizer):
         """Log the softmaxed alphas and the current genotype."""
         graph = self._require_graph()
         for name, w in graph.arch_weights().items():
-            log.info("epoch %d: %s alphas (softmax)\n%s", epoch, name, _format_matrix(w))
-        log.info("epoch %d: genotype %s", epoch, self.get_genotype())
+            log.info("before epoch %d: %s alphas (softmax)\n%s", epoch + 1, name, _format_matrix(w))
+        log.info("before epoch %d: genotype %s", epoch + 1, self.get_genotype())
 
     # ---------------------------------------------------------------------- steps
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

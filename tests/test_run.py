@@ -47,7 +47,7 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     for name in ("config.yaml", "log.txt", "metrics.jsonl", "checkpoint.pt", "result.json"):
         assert (out / name).is_file(), name
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines] == [0, 1]
+    assert [m["epoch"] for m in lines] == [1, 2]  # counted from 1, as on the console
     for m in lines:
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "alphas", "genotype", "seconds"):
             assert key in m, key
@@ -59,7 +59,7 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert result["genotype"].startswith("|") and result["genotype"].count("~") == 6
     assert isinstance(result["alphas"], list) and len(result["alphas"][0]) == 6 and len(result["alphas"][0][0]) == 5
-    assert result["model_size_mb"] > 0
+    assert result["params_millions"] > 0
     assert "test_statistics" in result
     cfg = (out / "config.yaml").read_text()
     assert "learning_rate: 0.025" in cfg and "epochs: 2" in cfg
@@ -104,6 +104,8 @@ def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
         (["--set", "optimizer.arch_optimizer=LBFGS"], "LBFGS needs a closure"),
         (["--set", "optimizer.op_optimizer=Nope"], "unknown op_optimizer 'Nope'"),
         (["--set", "train.learning_rate=0.1"], "applies to nasframe train only"),
+        (["--set", "run.train_portion=1.0"], "must be above 0 and below 1"),
+        (["--batch-size", "4096"], "smaller than one batch"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, needle):
@@ -111,7 +113,7 @@ def test_bad_input_is_one_line(tmp_path, args, needle):
     base = BASE if "--dataset" in args else TINY
     proc = nasframe("run", *base, "--epochs", "1", *args, "--out", str(out))
     assert needle in one_error_line(proc)
-    assert not (out / "result.json").exists()
+    assert not out.exists()  # settings are checked before the run directory is created
 
 
 def test_bad_config_file_names_the_file(tmp_path):
@@ -280,7 +282,7 @@ def test_show_and_plot(tmp_path, capsys):
     assert info["finished"] and info["epochs_done"] == 2
     assert main(["plot", str(out)]) == 0
     written = capsys.readouterr().out.split()
-    assert {Path(p).name for p in written} == {"alphas_cell.png", "cell_cell.png"}
+    assert {Path(p).name for p in written} == {"alphas.png", "cell.png"}
     for p in written:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -58,7 +58,7 @@ def test_genotype_of_a_finished_search_trains_and_reports(tmp_path, capsys):
     # the final epoch's accuracy over the 16 test images: a whole number of them
     assert result["test_acc"] == lines[-1]["test_acc"]
     assert result["test_acc"] * 16 / 100 == pytest.approx(round(result["test_acc"] * 16 / 100), abs=1e-6)
-    assert [m["epoch"] for m in lines] == [0, 1]
+    assert [m["epoch"] for m in lines] == [1, 2]  # counted from 1, as on the console
     assert lines[0]["drop_path_prob"] == 0.0 and lines[1]["drop_path_prob"] == pytest.approx(0.1)
     assert (train / "model.pt").is_file()
     assert "test accuracy" in capsys.readouterr().out
@@ -125,7 +125,12 @@ def test_bad_genotype_is_one_line(tmp_path, genotype, needle):
 
 def test_train_needs_a_genotype(tmp_path):
     proc = cli("train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
+    assert proc.returncode != 0 and "required: --genotype" in proc.stderr
+    config = tmp_path / "c.yaml"  # a config file may hold the genotype; this one does not
+    config.write_text("run: {epochs: 1}\n")
+    proc = cli("train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "needs --genotype" in proc.stderr
+    assert not (tmp_path / "t").exists()
 
 
 def test_darts_v2_builds_the_published_size():

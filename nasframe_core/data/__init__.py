@@ -132,7 +132,8 @@ def cache_dir() -> Path:
 def split_train_val(data: ImageData, portion: float, seed: int) -> tuple[ImageData, ImageData]:
     """Split ``data`` into search-train and search-validation halves (a seeded shuffle first)."""
     if not 0.0 < portion < 1.0:
-        raise NasframeError(f"train_portion must be between 0 and 1, got {portion}")
+        raise NasframeError(f"run.train_portion must be above 0 and below 1 (the share of the training set that "
+                            f"trains the weights; the rest trains the architecture), got {portion}")
     g = torch.Generator().manual_seed(int(seed) + 7919)
     perm = torch.randperm(len(data), generator=g)
     n_train = int(round(len(data) * portion))

@@ -120,6 +120,7 @@ class DartsSearchSpace(SearchSpace):
     """The DARTS cell space; ``C``/``layers`` are 16/8 for search, 36/20 for evaluation."""
 
     name = "darts"
+    skip_ops = ("skip_connect",)
     #: the DARTS evaluation protocol, the defaults of `nasframe train` for this space
     train_recipe = {
         "run.epochs": 600,

@@ -83,6 +83,7 @@ class NasBench201SearchSpace(SearchSpace):
     """
 
     name = "nasbench201"
+    skip_ops = ("skip_connect",)
     benchmark_name = "nasbench201"
     #: NAS-Bench-201's training recipe, the defaults of `nasframe train` for this space
     train_recipe = {
