@@ -56,6 +56,13 @@ class Benchmark(abc.ABC):
         Unknown architectures, datasets or metrics raise NasframeError.
         """
 
+    def load(self) -> None:
+        """Read the table now, so that a missing or damaged file fails before any work starts.
+
+        Raises NasframeError naming the file. The default does nothing: a benchmark that reads
+        lazily (at its first query) overrides it.
+        """
+
     def query_all(self, arch: Any, dataset: str) -> dict[str, Optional[float]]:
         """Every metric the table holds for ``arch`` on ``dataset``."""
         values = {m: self.query(arch, dataset, m) for m in METRICS}
@@ -76,6 +83,6 @@ def open_benchmark(host, name: str, path: Optional[str] = None, *, required: boo
         if required:
             raise NasframeError(f"no {name} table given: pass --benchmark PATH" + (f" or set {env}" if env else ""))
         return None
-    bench = reg.factory(path)
-    len(bench)
+    bench = host.check_product(reg, reg.factory(path))
+    bench.load()
     return bench

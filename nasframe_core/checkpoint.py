@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -51,15 +53,34 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint; a missing, truncated or foreign file gives one line naming it."""
+    """Read a checkpoint; a missing, truncated or foreign file gives one line naming it.
+
+    Only tensors and plain values are read (``weights_only=True``), so resuming a run directory
+    written elsewhere cannot run code hidden in its pickle.
+    """
     path = Path(path)
     if not path.is_file():
         raise NasframeError(f"checkpoint {path} not found; the run stopped before its first epoch ended")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise NasframeError(f"checkpoint {path} is truncated or corrupt ({reason}); it cannot be resumed") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on the pickle protocol of foreign files
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = _refused_global(str(exc))
+        if refused:
+            raise NasframeError(
+                f"refusing to load checkpoint {path}: it refers to {refused}, and only tensors and plain values "
+                f"are read from a checkpoint; it was not written by nasframe"
+            ) from None
+        if "Weights only load failed" in str(exc):
+            raise NasframeError(
+                f"checkpoint {path} cannot be read as tensors and plain values; it is truncated, corrupt or "
+                f"not written by nasframe"
+            ) from None
+        raise _corrupt(path, exc) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError) as exc:
+        raise _corrupt(path, exc) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise NasframeError(f"{path} is not a nasframe checkpoint")
     if data.get("version") != VERSION:
@@ -67,16 +88,39 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
+def _corrupt(path: Path, exc: BaseException) -> NasframeError:
+    text = " ".join(str(exc).split())[:120]
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return NasframeError(f"checkpoint {path} is truncated or corrupt ({reason}); it cannot be resumed")
+
+
+def _refused_global(message: str) -> Optional[str]:
+    """The global a weights-only load refused, as torch's message names it."""
+    found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", message)
+    return found.group(1) if found else None
+
+
+def _check_checkpointable(name: str, obj: Any) -> None:
+    missing = [m for m in ("state_dict", "load_state_dict") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise NasframeError(
+            f"checkpointable {name!r} is a {type(obj).__name__} without {' and '.join(missing)}, so a resume "
+            f"would lose its state; get_checkpointables() must return objects with state_dict and "
+            f"load_state_dict (torch modules and optimizers, for example)"
+        )
+
+
 def state_of(objects: dict[str, Any]) -> dict[str, Any]:
-    """``state_dict()`` of every checkpointable object."""
-    return {name: obj.state_dict() for name, obj in objects.items() if hasattr(obj, "state_dict")}
+    """``state_dict()`` of every checkpointable object (each must have one)."""
+    for name, obj in objects.items():
+        _check_checkpointable(name, obj)
+    return {name: obj.state_dict() for name, obj in objects.items()}
 
 
 def restore(objects: dict[str, Any], states: dict[str, Any], path: Path) -> None:
     """Load ``states`` into ``objects``; a mismatch names the checkpoint."""
     for name, obj in objects.items():
-        if not hasattr(obj, "load_state_dict"):
-            continue
+        _check_checkpointable(name, obj)
         if name not in states:
             raise NasframeError(f"checkpoint {path} lacks {name!r}; it was written by a different setup")
         try:

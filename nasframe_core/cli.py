@@ -113,10 +113,16 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 
 # ------------------------------------------------------------------------- commands
 def cmd_plugins(host: PluginHost, args) -> int:
+    from .plugins import KINDS, QUALIFIER
+
     report = host.report()
+    ambiguous = [{"kind": kind, "name": name, "plugins": plugins}
+                 for kind in KINDS for name, plugins in host.ambiguous(kind).items()]
     if args.json:
         failed = [{"name": f.name, "reason": f.reason} for f in host.failures]
-        print(json.dumps({"plugins": report, "failed": failed}, indent=2))
+        warnings = [{"name": w.name, "reason": w.reason} for w in host.warnings]
+        print(json.dumps({"plugins": report, "failed": failed, "warnings": warnings, "ambiguous": ambiguous},
+                         indent=2))
         return 0
     for info in report:
         print(f"{info['name']} {info['version'] or ''} ({info['module']})".replace("  ", " "))
@@ -126,6 +132,10 @@ def cmd_plugins(host: PluginHost, args) -> int:
                 print(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
     if not report:
         print("no plugins loaded")
+    for entry in ambiguous:
+        choices = ", ".join(f"{p}{QUALIFIER}{entry['name']}" for p in entry["plugins"])
+        print(f"ambiguous {entry['kind'].replace('_', ' ')} {entry['name']!r}: registered by "
+              f"{', '.join(entry['plugins'])}; name it as one of {choices}, or select plugins with NASFRAME_PLUGINS")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Every hook is prefixed ``nasframe_``. A plugin is a module (or object) with functions
 decorated by :data:`nasframe_core.hookimpl` whose names match the specs below; it is found
-through the ``nasframe`` entry-point group. A hook implementation that matches no spec is an
-error, so a typo is reported instead of silently ignored.
+through the ``nasframe`` entry-point group. A hook implementation that matches no spec (a
+typo) is reported in one line and ignored, while the plugin's other hooks load. Two plugins
+registering one name make it ambiguous; ``plugin:name`` chooses (see :mod:`nasframe_core.plugins`).
 
 The hooks come in three phases.
 

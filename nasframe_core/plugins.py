@@ -2,6 +2,14 @@
 
 There is no module-level state: :func:`make_plugin_manager` builds a fresh
 :class:`PluginHost` and the caller passes it on explicitly.
+
+Nothing is decided by load order. When two plugins register one name of one kind, both
+registrations are kept and the name is ambiguous: ``nasframe plugins`` lists both, and using
+the bare name is an error naming both plugins; ``plugin:name`` (e.g. ``darts:darts``) or
+``NASFRAME_PLUGINS`` chooses. A plugin hook that matches no hook specification (a typo) is
+reported and ignored; the plugin's other hooks load, since dropping them too would turn one
+misspelt name into many missing ones. Factories' products are checked against the base class
+their hook promises.
 """
 from __future__ import annotations
 
@@ -26,6 +34,15 @@ _DISCOVERY_HOOK = {
     "dataset": "nasframe_register_datasets",
     "benchmark": "nasframe_register_benchmarks",
 }
+#: what each kind's factory must return, as (module, class) of nasframe_core
+_PRODUCT = {
+    "optimizer": ("nasframe_core.optimizer", "MetaOptimizer"),
+    "search_space": ("nasframe_core.space", "SearchSpace"),
+    "dataset": ("nasframe_core.data", "DatasetSource"),
+    "benchmark": ("nasframe_core.benchmark", "Benchmark"),
+}
+#: separates a plugin name from a registered name: ``darts:darts``
+QUALIFIER = ":"
 KIND_LABEL = {
     "optimizer": "optimizer",
     "search_space": "search space",
@@ -68,11 +85,15 @@ class PluginInfo:
 
 @attrs.frozen
 class PluginFailure:
+    """A plugin that was skipped (``skipped``), or loaded with a part of it ignored."""
+
     name: str
     reason: str
+    skipped: bool = True
 
     def line(self) -> str:
-        return f"nasframe: plugin {self.name!r} skipped: {self.reason}"
+        what = "skipped" if self.skipped else "loaded in part"
+        return f"nasframe: plugin {self.name!r} {what}: {self.reason}"
 
 
 class PluginHost:
@@ -83,7 +104,13 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
-        self._registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        #: plugins loaded with a part ignored (a hook that matches no specification)
+        self.warnings: list[PluginFailure] = []
+        #: kind -> name -> its registrations, one per plugin (more than one: ambiguous)
+        self._registry: dict[str, dict[str, list[Registration]]] = {kind: {} for kind in KINDS}
+        #: installed entry points left out by a plugin selection, and how it was given
+        self.filtered_out: list[str] = []
+        self.selection: str = ""
         self._warn = warn if warn is not None else _stderr_line
 
     @property
@@ -109,19 +136,17 @@ class PluginHost:
             for impl_hook in _hook_names_of(self.pm, plugin)
             if self.pm.hook.__dict__[impl_hook].spec is None
         ]
-        if unknown:
-            self.pm.unregister(plugin)
-            self._fail(
+        for hook_name in unknown:
+            self._warn_partial(
                 name,
-                f"hook {unknown[0]!r} matches no nasframe hook specification "
-                f"(check the name against nasframe_core.hookspecs)",
+                f"hook {hook_name!r} matches no nasframe hook specification and is ignored; its other hooks "
+                f"load (check the name against nasframe_core.hookspecs)",
             )
-            return False
         info = PluginInfo(
             name=name,
             module=getattr(plugin, "__name__", type(plugin).__module__),
             version=version,
-            hooks=_hook_names_of(self.pm, plugin),
+            hooks=[h for h in _hook_names_of(self.pm, plugin) if h not in unknown],
         )
         try:
             registrations = self._collect(plugin, name)
@@ -134,7 +159,7 @@ class PluginHost:
             self._fail(name, f"its registration hook raised {_one_line(exc)}")
             return False
         for reg in registrations:
-            self._registry[reg.kind][reg.name] = reg
+            self._registry[reg.kind].setdefault(reg.name, []).append(reg)
             info.registers[reg.kind].append(reg.name)
         self.plugins[name] = info
         return True
@@ -145,6 +170,8 @@ class PluginHost:
         wanted = None if only is None else set(only)
         for ep in eps:
             if wanted is not None and ep.name not in wanted:
+                if ep.name not in self.filtered_out:
+                    self.filtered_out.append(ep.name)
                 continue
             try:
                 plugin = ep.load()
@@ -174,13 +201,13 @@ class PluginHost:
                     raise NasframeError(f"registered a {KIND_LABEL[_kind]} without a name")
                 if not callable(factory):
                     raise NasframeError(f"registered {KIND_LABEL[_kind]} {name!r} with a factory that is not callable")
-                existing = self._registry[_kind].get(name) or next(
-                    (r for r in found if r.kind == _kind and r.name == name), None
-                )
-                if existing is not None:
+                if QUALIFIER in name:
                     raise NasframeError(
-                        f"{KIND_LABEL[_kind]} {name!r} is already registered by plugin {existing.plugin!r}"
+                        f"registered {KIND_LABEL[_kind]} {name!r}: a name may not hold {QUALIFIER!r}, which "
+                        f"separates a plugin name from a registered name"
                     )
+                if any(r.kind == _kind and r.name == name for r in found):
+                    raise NasframeError(f"registered {KIND_LABEL[_kind]} {name!r} twice")
                 found.append(Registration(_kind, name, factory, plugin_name, description, dict(options)))
 
             for impl in impls:
@@ -192,29 +219,97 @@ class PluginHost:
         self.failures.append(failure)
         self._warn(failure.line())
 
+    def _warn_partial(self, name: str, reason: str) -> None:
+        warning = PluginFailure(name, reason, skipped=False)
+        self.warnings.append(warning)
+        self._warn(warning.line())
+
     # ----------------------------------------------------------------- lookup
     def names(self, kind: str) -> list[str]:
+        """The registered names of ``kind`` (an ambiguous one once)."""
         return sorted(self._registry[kind])
 
     def registrations(self, kind: str) -> list[Registration]:
-        return [self._registry[kind][n] for n in self.names(kind)]
+        """Every registration of ``kind``, by name, then plugin."""
+        return [r for n in self.names(kind) for r in sorted(self._registry[kind][n], key=lambda r: r.plugin)]
+
+    def ambiguous(self, kind: str) -> dict[str, list[str]]:
+        """Names of ``kind`` that more than one plugin registers -> those plugins."""
+        return {
+            n: sorted(r.plugin for r in regs) for n, regs in sorted(self._registry[kind].items()) if len(regs) > 1
+        }
 
     def get(self, kind: str, name: str) -> Registration:
-        """The registration of ``name``; an unknown name lists what is installed."""
+        """The registration of ``name``, or of ``plugin:name``.
+
+        An unknown name lists what is installed (and what a plugin selection left out); a name
+        that several plugins register is an error naming them and how to choose.
+        """
+        label = KIND_LABEL[kind]
         registry = self._registry[kind]
-        if name in registry:
-            return registry[name]
-        folded = [n for n in registry if n.lower() == str(name).lower()]
-        if len(folded) == 1:  # 'imagenet16-120' finds 'ImageNet16-120'
-            return registry[folded[0]]
-        raise unknown_name(KIND_LABEL[kind], name, registry)
+        text = str(name)
+        plugin, sep, short = text.partition(QUALIFIER)
+        if not sep:
+            plugin, short = "", text
+        regs = registry.get(short)
+        if regs is None:
+            folded = [n for n in registry if n.lower() == short.lower()]
+            if len(folded) == 1:  # 'imagenet16-120' finds 'ImageNet16-120'
+                short, regs = folded[0], registry[folded[0]]
+        if plugin:
+            chosen = [r for r in regs or () if r.plugin == plugin]
+            if chosen:
+                return chosen[0]
+            if plugin not in self.plugins:
+                raise NasframeError(
+                    f"{label} {text!r}: no plugin {plugin!r} is loaded; loaded plugins: "
+                    f"{', '.join(sorted(self.plugins)) or 'none'}{self._selection_note()}"
+                )
+            others = ", ".join(f"{r.plugin}{QUALIFIER}{r.name}" for r in regs or ())
+            raise NasframeError(
+                f"plugin {plugin!r} registers no {label} {short!r}"
+                + (f"; registered as {others}" if others else f"; installed: {', '.join(self.names(kind)) or 'none'}")
+            )
+        if regs is None:
+            raise NasframeError(str(unknown_name(label, text, registry)) + self._selection_note())
+        if len(regs) > 1:
+            owners = sorted(r.plugin for r in regs)
+            choices = " or ".join(f"'{p}{QUALIFIER}{short}'" for p in owners)
+            raise NasframeError(
+                f"{label} {short!r} is ambiguous: plugins {' and '.join(repr(p) for p in owners)} both register it; "
+                f"choose one as {choices}, or load only one of them with {ENV_PLUGINS}"
+            )
+        return regs[0]
+
+    def _selection_note(self) -> str:
+        if not self.filtered_out:
+            return ""
+        return (
+            f" ({self.selection or 'the plugin selection'} left out the installed plugins "
+            f"{', '.join(sorted(self.filtered_out))}: add the one that provides it"
+            + (f", or unset {ENV_PLUGINS})" if self.selection.startswith(ENV_PLUGINS) else ")")
+        )
+
+    def check_product(self, reg: Registration, product: Any) -> Any:
+        """``product`` of ``reg``'s factory, if it is what the kind's hook promises."""
+        import importlib
+
+        module, cls_name = _PRODUCT[reg.kind]
+        base = getattr(importlib.import_module(module), cls_name)
+        if not isinstance(product, base):
+            raise NasframeError(
+                f"{KIND_LABEL[reg.kind]} {reg.name!r} of plugin {reg.plugin!r} is broken: its factory returned "
+                f"a {type(product).__name__}, not a {module}.{cls_name}; report it to the plugin's author"
+            )
+        return product
 
     def create(self, kind: str, name: str, **settings) -> Any:
-        """Call the factory of ``name`` with ``settings``."""
+        """Call the factory of ``name`` with ``settings``; check what it returns."""
         reg = self.get(kind, name)
         from .settings import call_with_settings
 
-        return call_with_settings(reg.factory, settings, f"{KIND_LABEL[kind]} {name!r}")
+        product = call_with_settings(reg.factory, settings, f"{KIND_LABEL[kind]} {name!r}")
+        return self.check_product(reg, product)
 
     def report(self) -> list[dict]:
         return [self.plugins[n].to_json() for n in sorted(self.plugins)]
@@ -240,6 +335,10 @@ def make_plugin_manager(
     env = os.environ if environ is None else environ
     if only is None and ENV_PLUGINS in env:
         only = [p.strip() for p in env[ENV_PLUGINS].split(",") if p.strip()]
+        host.selection = f"{ENV_PLUGINS}={env[ENV_PLUGINS].strip()}"
+    elif only is not None:
+        only = list(only)
+        host.selection = f"the plugin selection {', '.join(only) or '(none)'}"
     if entry_points:
         host.load_entry_points(only)
     for name, plugin in plugins:

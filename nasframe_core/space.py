@@ -10,7 +10,7 @@ the modules keep a precomputed edge order and never touch networkx during a forw
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Optional, Sequence
 
 import attrs
 import networkx as nx
@@ -61,7 +61,6 @@ class CellSpec:
         edge_order: Optional[Sequence[Edge]] = None,
         keep_edges: Optional[int] = None,
         exclude_from_choice: Sequence[str] = (),
-        reduction: bool = False,
     ):
         self.name = name
         self.graph = graph
@@ -70,7 +69,6 @@ class CellSpec:
         self.combine = combine
         self.keep_edges = keep_edges
         self.exclude_from_choice = tuple(exclude_from_choice)
-        self.reduction = reduction
         self._check(edge_order)
 
     def _check(self, edge_order: Optional[Sequence[Edge]]) -> None:
@@ -197,9 +195,6 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def parse_genotype(self, text: str) -> "Genotype":
         """Parse the string form of a genotype of this space; bad input raises NasframeError."""
-
-    def genotype_from_json(self, data: Mapping[str, Any]) -> "Genotype":
-        return self.parse_genotype(data["genotype"] if "genotype" in data else str(data))
 
     # ------------------------------------------------------- black-box search
     # Built from the cell specs (ops on edges, ``keep_edges``, ``exclude_from_choice``), so

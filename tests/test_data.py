@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+import os
 import pickle
 import tarfile
 
@@ -175,6 +176,38 @@ def test_imagenet16_format(tmp_path):
         ImageNet16(str(tmp_path)).load()
     (tmp_path / "train_data_batch_3").unlink()
     with pytest.raises(NasframeError, match="train_data_batch_3 is missing"):
+        ImageNet16(str(tmp_path)).load()
+
+
+class _Planted:
+    """Unpickling this makes a directory: what a planted batch file could do with any call."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+def test_imagenet16_batches_are_unpickled_as_plain_data_only(tmp_path):
+    rng = np.random.RandomState(0)
+    for name in [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]:
+        with open(tmp_path / name, "wb") as f:  # numpy arrays for both, as the real files hold
+            pickle.dump({"data": rng.randint(0, 255, (4, 3 * 16 * 16)).astype(np.uint8),
+                         "labels": np.arange(1, 5)}, f, protocol=2)
+    assert ImageNet16(str(tmp_path)).load().test.images.shape == (4, 3, 16, 16)
+    marker = tmp_path / "code-ran"
+    with open(tmp_path / "train_data_batch_7", "wb") as f:
+        pickle.dump({"data": _Planted(marker), "labels": [1]}, f)
+    with pytest.raises(NasframeError) as info:
+        ImageNet16(str(tmp_path)).load()
+    message = str(info.value)
+    assert message.startswith(f"refusing to load ImageNet16 file {tmp_path / 'train_data_batch_7'}: ")
+    assert "mkdir" in message and "\n" not in message
+    assert not marker.exists()
+    with open(tmp_path / "train_data_batch_7", "wb") as f:
+        pickle.dump(["not", "a", "batch"], f)
+    with pytest.raises(NasframeError, match="train_data_batch_7 is not an ImageNet16 batch"):
         ImageNet16(str(tmp_path)).load()
 
 

@@ -213,7 +213,9 @@ def test_naslib_cifar10_pickle(naslib_files):
     table = load_nb201_table(naslib_files["nb201_cifar10_full_training.pickle"])
     assert table.format == "naslib" and not table.has_index
     assert len(table) == 3
-    assert table.available_datasets == ("cifar10-valid", "cifar10")
+    # a cifar10 file holds no cifar100 or ImageNet16-120 numbers
+    assert table.query(FEW[0], "cifar100", "valid_accuracy") is None
+    assert table.query(FEW[0], "ImageNet16-120", "valid_accuracy") is None
     for k, arch in enumerate(FEW):
         base = 60.0 + k
         assert table.query(arch, "cifar10-valid", "valid_accuracy") == base

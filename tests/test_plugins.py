@@ -20,6 +20,7 @@ import pytest
 
 from nasframe_core import NasframeError, hookimpl, make_plugin_manager
 from nasframe_core.cli import main
+from nasframe_core.data import DatasetSource
 from nasframe_core.plugins import PluginHost
 
 BUILTINS = {
@@ -238,10 +239,10 @@ def test_entry_point_lookup_is_patchable(monkeypatch):
 
 
 # ----------------------------------------------------------- validation of plugins
-def test_misspelled_hook_is_rejected_and_reported():
+def test_misspelled_hook_is_reported_and_the_plugins_other_hooks_still_load():
     @hookimpl
     def nasframe_register_search_space(register):  # singular: no such hook
-        register("typo-space", dict)
+        raise AssertionError("a hook that matches no specification is never called")
 
     typo = plugin(
         nasframe_register_search_space=nasframe_register_search_space,
@@ -251,13 +252,14 @@ def test_misspelled_hook_is_rejected_and_reported():
     lines: list[str] = []
     host = host_with(("typo", typo), ("good", good), lines=lines)
     assert len(lines) == 1
-    assert "'typo'" in lines[0] and "'nasframe_register_search_space'" in lines[0]
-    assert "matches no nasframe hook specification" in lines[0]
-    assert list(host.plugins) == ["good"]
-    # nothing of the rejected plugin stays: not its registrations, not its other hooks
-    assert host.names("dataset") == ["good-data"] and host.names("search_space") == []
-    assert not host.pm.is_registered(typo)
-    assert len(host.hook.nasframe_register_datasets.get_hookimpls()) == 1
+    assert lines[0].startswith("nasframe: plugin 'typo' loaded in part: hook 'nasframe_register_search_space' ")
+    assert "matches no nasframe hook specification and is ignored" in lines[0]
+    # the typo costs only itself: the plugin's correct hooks load
+    assert list(host.plugins) == ["typo", "good"] and host.failures == []
+    assert [(w.name, w.skipped) for w in host.warnings] == [("typo", False)]
+    assert host.names("dataset") == ["good-data", "typo-data"] and host.names("search_space") == []
+    assert host.plugins["typo"].hooks == ["nasframe_register_datasets"]
+    assert len(host.hook.nasframe_register_datasets.get_hookimpls()) == 2
 
 
 def test_hook_with_wrong_argument_name_is_rejected():
@@ -302,7 +304,7 @@ def test_register_without_callable_factory_is_reported():
     assert host.names("optimizer") == []
 
 
-def test_same_name_from_two_plugins_keeps_the_first_and_names_both():
+def test_same_name_from_two_plugins_is_ambiguous_and_both_load():
     first = plugin(nasframe_register_datasets=registers("dataset", "shared", "only-first"))
     second = plugin(
         nasframe_register_datasets=registers("dataset", "shared"),
@@ -310,12 +312,36 @@ def test_same_name_from_two_plugins_keeps_the_first_and_names_both():
     )
     lines: list[str] = []
     host = host_with(("first", first), ("second", second), lines=lines)
-    assert len(lines) == 1
-    assert "'second'" in lines[0] and "'shared'" in lines[0] and "plugin 'first'" in lines[0]
-    assert host.get("dataset", "shared").plugin == "first"
-    assert host.names("dataset") == ["only-first", "shared"]
-    assert host.names("optimizer") == []  # the second plugin is skipped as a whole
-    assert list(host.plugins) == ["first"]
+    assert lines == [] and host.failures == []
+    assert list(host.plugins) == ["first", "second"]
+    # their other registrations load
+    assert host.names("dataset") == ["only-first", "shared"] and host.names("optimizer") == ["second-opt"]
+    assert host.get("dataset", "only-first").plugin == "first"
+    assert host.ambiguous("dataset") == {"shared": ["first", "second"]}
+    # the bare name chooses neither, whatever the load order
+    for order in ((("first", first), ("second", second)), (("second", second), ("first", first))):
+        with pytest.raises(NasframeError) as info:
+            host_with(*order).get("dataset", "shared")
+        assert str(info.value) == (
+            "dataset 'shared' is ambiguous: plugins 'first' and 'second' both register it; choose one as "
+            "'first:shared' or 'second:shared', or load only one of them with NASFRAME_PLUGINS"
+        )
+    # a qualified name chooses
+    assert host.get("dataset", "first:shared").plugin == "first"
+    assert host.get("dataset", "second:shared").plugin == "second"
+    assert host.get("dataset", "first:only-first").plugin == "first"
+    with pytest.raises(NasframeError, match="plugin 'second' registers no dataset 'only-first'; registered as "
+                                            "first:only-first"):
+        host.get("dataset", "second:only-first")
+    with pytest.raises(NasframeError, match="no plugin 'third' is loaded; loaded plugins: first, second"):
+        host.get("dataset", "third:shared")
+
+
+def test_registered_name_may_not_hold_the_qualifier():
+    lines: list[str] = []
+    host = host_with(("colon", plugin(nasframe_register_datasets=registers("dataset", "a:b"))), lines=lines)
+    assert len(lines) == 1 and "'colon'" in lines[0] and "'a:b'" in lines[0] and "':'" in lines[0]
+    assert host.names("dataset") == []
 
 
 def test_same_name_twice_in_one_plugin_is_reported():
@@ -399,7 +425,17 @@ def test_get_unknown_name_lists_what_is_installed():
     assert host.get("benchmark", "table").description == "table for tests"
 
 
-class Widget:
+class Made(DatasetSource):
+    """A dataset product holding the settings it was made with."""
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    def load(self):
+        raise AssertionError("not loaded in these tests")
+
+
+class Widget(Made):
     extra_settings = {"colour": "red"}
 
     def __init__(self, size: int = 3, rate: float = 0.5, flag: bool = False, label: str = "a",
@@ -413,7 +449,7 @@ def widget_host():
     @hookimpl
     def nasframe_register_datasets(register):
         register("widget", Widget)
-        register("fn", lambda depth=2, name="x": {"depth": depth, "name": name})
+        register("fn", lambda depth=2, name="x": Made(depth=depth, name=name))
 
     return host_with(("widgets", plugin(nasframe_register_datasets=nasframe_register_datasets)))
 
@@ -424,7 +460,7 @@ def test_create_converts_strings_to_the_defaults_types(widget_host):
     assert (w.size, w.rate, w.flag, w.label, w.dims, w.anything) == (7, 0.25, True, "5", (3, 4), "kept")
     assert type(w.size) is int and type(w.rate) is float and w.kwargs == {"colour": "blue"}
     assert widget_host.create("dataset", "widget", flag="off", rate=1).flag is False
-    assert widget_host.create("dataset", "fn", depth="5") == {"depth": 5, "name": "x"}
+    assert widget_host.create("dataset", "fn", depth="5").settings == {"depth": 5, "name": "x"}
     w = widget_host.create("dataset", "widget")
     assert (w.size, w.flag) == (3, False)
 
@@ -498,7 +534,7 @@ def test_cli_plugins_text(cli_env, capsys):
 def test_cli_plugins_with_nothing_loaded(monkeypatch, capsys):
     monkeypatch.setenv("NASFRAME_PLUGINS", "")
     assert main(["plugins", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"plugins": [], "failed": []}
+    assert json.loads(capsys.readouterr().out) == {"plugins": [], "failed": [], "warnings": [], "ambiguous": []}
     assert main(["plugins"]) == 0
     assert capsys.readouterr().out == "no plugins loaded\n"
 
@@ -586,3 +622,130 @@ def test_hookimpl_under_another_function_name_registers():
     assert lines == []
     assert host.names("dataset") == ["renamed"]
     assert host.plugins["renamed"].to_json()["registers"]["dataset"] == ["renamed"]
+
+
+# --------------------------------------------------- impostors, products, selection
+IMPOSTOR_SOURCE = """
+    from nasframe_core import hookimpl
+
+    def hijacked(**settings):
+        raise AssertionError("the impostor's factory must never run")
+
+    @hookimpl
+    def nasframe_register_optimizers(register):
+        register("darts", hijacked, description="not the real DARTS")
+
+    @hookimpl
+    def nasframe_register_datasets(register):
+        register("hijack-data", dict)
+"""
+
+
+def test_an_impostor_registering_darts_neither_replaces_nor_hides_the_builtin(dists, monkeypatch, capsys, tmp_path):
+    module = unique("aa_hijack")
+    dists.write({"aa_hijack": module}, {module: IMPOSTOR_SOURCE})
+    lines: list[str] = []
+    host = make_plugin_manager(environ={}, warn=lines.append)
+    assert lines == [] and host.failures == []
+    names = list(host.plugins)
+    assert names.index("aa_hijack") < names.index("darts")  # the impostor loads first
+    assert host.plugins["darts"].registers["optimizer"] == ["darts"]  # the built-in is whole
+    assert host.get("dataset", "hijack-data").plugin == "aa_hijack"  # its other names load
+    assert host.ambiguous("optimizer") == {"darts": ["aa_hijack", "darts"]}
+    opt = host.create("optimizer", "darts:darts", device="cpu")
+    assert type(opt).__module__.startswith("nasframe_darts")
+
+    # `nasframe run` names both plugins and how to choose, and runs neither
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "synthetic", "--epochs", "1", "--device", "cpu", "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert err == (
+        "nasframe: error: optimizer 'darts' is ambiguous: plugins 'aa_hijack' and 'darts' both register it; "
+        "choose one as 'aa_hijack:darts' or 'darts:darts', or load only one of them with NASFRAME_PLUGINS\n"
+    )
+    assert main(["plugins"]) == 0
+    text = capsys.readouterr().out
+    assert "ambiguous optimizer 'darts': registered by aa_hijack, darts; name it as one of aa_hijack:darts, darts:darts" in text
+    assert main(["plugins", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ambiguous"] == [{"kind": "optimizer", "name": "darts", "plugins": ["aa_hijack", "darts"]}]
+
+    # choosing the plugins resolves it
+    monkeypatch.setenv("NASFRAME_PLUGINS", "darts,nasbench201,datasets")
+    assert make_plugin_manager(warn=lines.append).get("optimizer", "darts").plugin == "darts"
+
+
+def test_a_qualified_name_runs_end_to_end(dists, capsys, tmp_path):
+    module = unique("aa_hijack")
+    dists.write({"aa_hijack": module}, {module: IMPOSTOR_SOURCE})
+    out = tmp_path / "run"
+    assert main(["run", "--optimizer", "darts:darts", "--dataset", "synthetic", "--set", "dataset.n_train=32",
+                 "--set", "dataset.n_test=8", "--set", "dataset.image_size=8", "--set", "search_space.C=4",
+                 "--set", "search_space.N=1", "--batch-size", "8", "--steps-per-epoch", "1", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "result.json").read_text())["optimizer"] == "darts:darts"
+
+
+@pytest.mark.parametrize(
+    "kind, base",
+    [
+        ("optimizer", "nasframe_core.optimizer.MetaOptimizer"),
+        ("search_space", "nasframe_core.space.SearchSpace"),
+        ("dataset", "nasframe_core.data.DatasetSource"),
+    ],
+)
+def test_a_factory_product_is_checked_against_its_hooks_base_class(kind, base):
+    impl = registers(kind, "thing")  # its factory is dict
+    host = host_with(("odd", plugin(**{impl.__name__: impl})))
+    with pytest.raises(NasframeError) as info:
+        host.create(kind, "thing")
+    label = kind.replace("_", " ")
+    assert str(info.value) == (
+        f"{label} 'thing' of plugin 'odd' is broken: its factory returned a dict, not a {base}; "
+        f"report it to the plugin's author"
+    )
+
+
+def test_open_benchmark_asks_only_what_benchmark_declares(tmp_path):
+    from nasframe_core.benchmark import Benchmark, open_benchmark
+
+    loads = []
+
+    class Minimal(Benchmark):  # query and load only: no __len__
+        def query(self, arch, dataset, metric):
+            return 1.0
+
+        def load(self):
+            loads.append(self.path)
+
+    @hookimpl
+    def nasframe_register_benchmarks(register):
+        register("minimal", Minimal)
+        register("not-a-benchmark", lambda path: {"path": path})
+
+    host = host_with(("tables", plugin(nasframe_register_benchmarks=nasframe_register_benchmarks)))
+    bench = open_benchmark(host, "minimal", str(tmp_path))
+    assert isinstance(bench, Minimal) and loads == [tmp_path]  # read at once, so a bad file fails early
+    with pytest.raises(NasframeError, match="benchmark 'not-a-benchmark' of plugin 'tables' is broken: its factory "
+                                            "returned a dict, not a nasframe_core.benchmark.Benchmark"):
+        open_benchmark(host, "not-a-benchmark", str(tmp_path))
+
+
+def test_an_unknown_name_says_what_nasframe_plugins_left_out(capsys, monkeypatch):
+    host = make_plugin_manager(environ={"NASFRAME_PLUGINS": "darts"}, warn=[].append)
+    with pytest.raises(NasframeError) as info:
+        host.get("search_space", "nasbench201")
+    message = str(info.value)
+    assert message.startswith("unknown search space 'nasbench201'; installed: none installed (NASFRAME_PLUGINS=darts "
+                              "left out the installed plugins ")
+    assert "nasbench201" in message.split("left out", 1)[1] and "darts_space" in message
+    assert message.endswith(": add the one that provides it, or unset NASFRAME_PLUGINS)")
+    # the same through the command
+    monkeypatch.setenv("NASFRAME_PLUGINS", "darts")
+    assert main(["run", "--dataset", "synthetic", "--epochs", "1"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NASFRAME_PLUGINS=darts left out" in err
+    # without a selection the message stays as it was
+    with pytest.raises(NasframeError) as info:
+        make_plugin_manager(environ={}, warn=[].append).get("search_space", "nope")
+    assert "left out" not in str(info.value)

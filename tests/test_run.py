@@ -246,7 +246,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
         execute(cfg, host, out=out, quiet=True)
     msg = str(info.value)
     assert "nan" in msg and "epoch 2" in msg and str(out) in msg
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in ckpt["state"]["model"].values() if t.is_floating_point())
     assert not (out / "result.json").exists()

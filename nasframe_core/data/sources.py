@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import tarfile
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import NasframeError
+from ..safe_pickle import UNREADABLE, RefusedPickle, restricted_load
 from . import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -332,11 +332,20 @@ class ImageNet16(DatasetSource):
                 raise NasframeError(f"ImageNet16 file {path} is missing; put NAS-Bench-201's ImageNet16 files in {self.root}")
             try:
                 with open(path, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
+                    # the batches are pickles: read as plain data only, so a planted file cannot run code
+                    entry = restricted_load(f, encoding="latin1")
+            except RefusedPickle as exc:
+                raise NasframeError(f"refusing to load ImageNet16 file {path}: {exc}; it is not an ImageNet16 batch") from None
+            except UNREADABLE as exc:
+                raise NasframeError(f"ImageNet16 file {path} is damaged ({type(exc).__name__}); download it again") from None
+            try:
                 x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)
                 y = np.asarray(entry["labels"], dtype=np.int64) - 1  # stored 1-based
-            except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
-                raise NasframeError(f"ImageNet16 file {path} is damaged ({type(exc).__name__}); download it again") from None
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise NasframeError(
+                    f"ImageNet16 file {path} is not an ImageNet16 batch (no 'data' and 'labels' arrays: "
+                    f"{type(exc).__name__}); download it again"
+                ) from None
             keep = y < self.classes
             xs.append(x[keep])
             ys.append(y[keep])

@@ -153,7 +153,6 @@ class DartsSearchSpace(SearchSpace):
                 combine="concat",
                 keep_edges=2,
                 exclude_from_choice=("none",),
-                reduction=(cell_type == "reduce"),
             )
             for cell_type in ("normal", "reduce")
         }

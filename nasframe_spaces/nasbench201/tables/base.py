@@ -100,6 +100,10 @@ class NB201Table(Benchmark):
             self._load()
             self._loaded = True
 
+    def load(self) -> None:
+        """Read the file now (otherwise it is read at the first query)."""
+        self._ensure_loaded()
+
     def query(self, arch: Any, dataset: str, metric: str) -> Optional[float]:
         ds = normalize_dataset(dataset)
         metric = _check_metric(metric)
@@ -130,11 +134,6 @@ class NB201Table(Benchmark):
         """``{'arch': arch string, 'index': benchmark index, or None where the file has no index order}``."""
         genotype = resolve_arch(arch, self)
         return {"arch": genotype.to_str(), "index": self.index_of(genotype) if self.has_index else None}
-
-    @property
-    def available_datasets(self) -> tuple[str, ...]:
-        """The datasets this file holds numbers for (the others answer None)."""
-        return self.datasets
 
     def metric_notes(self, dataset: str) -> dict[str, str]:
         """What each metric of ``dataset`` means in this table (metric -> one-line note)."""

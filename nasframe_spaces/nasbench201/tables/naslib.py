@@ -1,9 +1,8 @@
 """NASLib's NB201 pickles (``nb201_{cifar10,cifar100,ImageNet16}_full_training.pickle``)."""
 from __future__ import annotations
 
-import os
 from array import array
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from nasframe_core.benchmark import (
     FLOPS_M,
@@ -19,7 +18,7 @@ from nasframe_core.errors import NasframeError
 
 from ..codec import NUM_ARCHS
 from .base import ArrayTable
-from .codes import C10, C10V, C100, DATASETS, IN16, _NAN, _SUPPORTED, _code_of_str, _not_found
+from .codes import C10, C10V, C100, IN16, _NAN, _SUPPORTED, _code_of_str, _not_found
 from .pickles import _CORRUPT, _at, _corrupt, _last, _unpickle
 
 _NASLIB_DATASETS = (C10V, C100, IN16)
@@ -50,10 +49,6 @@ class NB201NaslibTable(ArrayTable):
 
     format = "naslib"
 
-    def __init__(self, path: Union[str, os.PathLike]):
-        super().__init__(path)
-        self._present: tuple[str, ...] = ()
-
     def _format_notes(self, dataset: str) -> dict[str, str]:
         source = C10V if dataset in (C10, C10V) else dataset
         notes = {
@@ -64,11 +59,6 @@ class NB201NaslibTable(ArrayTable):
         if dataset == C10:
             notes[VALID_ACCURACY] += ": select on this"
         return notes
-
-    @property
-    def available_datasets(self) -> tuple[str, ...]:
-        self._ensure_loaded()
-        return self._present
 
     def _load(self) -> None:
         path = self.path
@@ -84,7 +74,6 @@ class NB201NaslibTable(ArrayTable):
         n = len(data)
         row_of_code = array("l", [-1]) * NUM_ARCHS
         columns: dict[tuple[str, str], array] = {}
-        present: set[str] = set()
         where = f"NASLib pickle {path}"
         for row, (arch_str, entry) in enumerate(data.items()):
             if not isinstance(arch_str, str):
@@ -100,7 +89,6 @@ class NB201NaslibTable(ArrayTable):
                     if not isinstance(result, dict):
                         continue
                     found = True
-                    present.add(ds)
                     for metric, get in _NASLIB_FIELDS:
                         value = get(result)
                         if value is None:
@@ -119,9 +107,6 @@ class NB201NaslibTable(ArrayTable):
         for metric in _C10_FROM_C10V:
             if (C10V, metric) in columns:
                 columns[(C10, metric)] = columns[(C10V, metric)]
-        if C10V in present:
-            present.add(C10)
-        self._present = tuple(ds for ds in DATASETS if ds in present)
         self._columns = columns
         self._row_of_code = row_of_code
         self._n = n

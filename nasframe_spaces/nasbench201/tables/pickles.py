@@ -1,57 +1,30 @@
 """Reading pickled benchmark results safely, and the number helpers the pickle formats share.
 
-Pickles are read with a restricted unpickler that only builds plain containers and numbers
-(builtins, ``collections``, numpy), so a file that is not a benchmark table cannot run code.
+Pickles are read with :func:`nasframe_core.safe_pickle.restricted_load`, which only builds
+plain containers, numbers and numpy arrays, so a file that is not a benchmark table cannot run
+code.
 """
 from __future__ import annotations
 
 import math
-import pickle
 from typing import Any, Iterable, Optional
 
 from nasframe_core.errors import NasframeError
+from nasframe_core.safe_pickle import UNREADABLE, RefusedPickle, restricted_load
 
 from .codes import _SUPPORTED
 
-_SAFE_BUILTINS = frozenset(
-    {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
-     "bytearray", "bool", "slice", "range", "object"}
-)
-
-
-class _Refused(pickle.UnpicklingError):
-    """A pickle that names a class or function no benchmark table holds."""
-
-
-class _TableUnpickler(pickle.Unpickler):
-    """Builds plain containers and numbers only; anything else is not a benchmark table."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        ok = (
-            (module == "builtins" and name in _SAFE_BUILTINS)
-            or module == "collections"
-            or module == "numpy"
-            or module.startswith("numpy.")
-            or (module == "copyreg" and name == "_reconstructor")
-            or (module == "_codecs" and name == "encode")
-        )
-        if not ok:
-            raise _Refused(f"it refers to {module}.{name}, which no benchmark table holds")
-        return super().find_class(module, name)
-
-
-#: what a truncated or corrupt pickle/bz2 stream raises
-_CORRUPT = (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError, RecursionError)
+#: what a truncated, corrupt or refused pickle/bz2 stream raises
+_CORRUPT = UNREADABLE
 
 
 def _unpickle(fileobj: Any) -> Any:
-    return _TableUnpickler(fileobj).load()
+    return restricted_load(fileobj)
 
 
 def _corrupt(kind: str, where: str, exc: BaseException) -> NasframeError:
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, _Refused):
+    if isinstance(exc, RefusedPickle):
         return NasframeError(f"refusing to load {kind} {where}: {detail}, so it is not an NB201 table; {_SUPPORTED}")
     return NasframeError(
         f"cannot read {kind} {where}: the file is truncated or corrupt ({type(exc).__name__}: {detail}); "
