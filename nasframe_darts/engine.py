@@ -128,6 +128,9 @@ class OneShotOptimizer(MetaOptimizer):
             raise NasframeError(f"unknown {type(self).__name__} setting {unknown[0]!r}; "
                                 f"settings are: {', '.join(known)}")
         values = {k: _setting(settings.get(k, d), d, k) for k, d in known.items()}
+        self.aux_skip_weight = 0.0
+        self.aux_skip_op = "skip_connect"
+        self._aux_columns: dict[str, int] = {}
         for key, value in values.items():
             if key not in OPTION_DEFAULTS and key not in ("op_optimizer", "arch_optimizer", "loss_criteria"):
                 setattr(self, key, value)
@@ -155,9 +158,6 @@ class OneShotOptimizer(MetaOptimizer):
         self.steps_per_epoch: Optional[int] = None
         self.epoch = 0
         self.rng = RandomStreams()
-        self.aux_skip_weight = 0.0
-        self.aux_skip_op = "skip_connect"
-        self._aux_columns: dict[str, int] = {}
 
     # ============================================================ extension points
     def sample_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
