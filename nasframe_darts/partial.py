@@ -26,6 +26,8 @@ from nasframe_core.cells import CellBase, edge_key
 from nasframe_core.errors import NasframeError
 from nasframe_core.space import CellSpec, OpBuilder, SearchSpace
 
+from .mixed import MixedCell
+
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """``[B, g, C/g, H, W]`` transposed to ``[B, C/g, g, H, W]``, flattened back."""
@@ -94,19 +96,13 @@ class PartialChannelCell(CellBase):
                                         f"built {name!r} without it; use a space whose op builder calls make_op")
                 strides.add(calls[0][1])
             self.edges[edge_key(edge)] = PartialMixedOp(spec.ops, ops, k, strides.pop() if strides else 1)
-        self._plan = [(n, tuple((src, edge_key((src, n)), spec.edge_index[(src, n)]) for src, _ in spec.in_edges[n]))
-                      for n in spec.nodes]
+        self._reference_plan = [
+            (n, tuple((src, edge_key((src, n)), spec.edge_index[(src, n)]) for src, _ in spec.in_edges[n]))
+            for n in spec.nodes
+        ]
 
-    def forward(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        states = dict(zip(self.spec.inputs, inputs))
-        for node, edges in self._plan:
-            total = None
-            for src, key, row in edges:
-                h = self.edges[key](states[src], weights[row])
-                total = h if total is None else total + h
-            states[node] = total
-        return self.combine(states)
-
+    # nodes sum their edges exactly as the reference path of a MixedCell does
+    forward = MixedCell.forward_reference
 
 def partial_cell_factory(space: SearchSpace, k: int):
     """A cell factory for :class:`PartialChannelCell` s with ``1/k`` of the channels."""
