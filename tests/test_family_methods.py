@@ -29,6 +29,16 @@ def batch(n=4, seed=0, size=8):
     return torch.randn(n, 3, size, size, generator=g), torch.randint(0, 4, (n,), generator=g)
 
 
+def randomize_alphas(opt) -> list[list[float]]:
+    """Give every alpha tensor standard normal values; returns all rows."""
+    rows = []
+    for a in opt.graph.alphas.values():
+        with torch.no_grad():
+            a.copy_(torch.randn(a.shape))
+        rows.extend(a.detach().tolist())
+    return rows
+
+
 def clone_generator(gen: torch.Generator) -> torch.Generator:
     out = torch.Generator()
     out.set_state(gen.get_state())
@@ -219,11 +229,7 @@ def test_fair_darts_sigmoid_weights_and_zero_one_loss(float64):
     from nasframe_darts import FairDARTSOptimizer
 
     opt = make(FairDARTSOptimizer, DartsSearchSpace(C=2, layers=3), zero_one_weight=3.0)
-    values = []
-    for a in opt.graph.alphas.values():
-        with torch.no_grad():
-            a.copy_(torch.randn(a.shape))
-        values.extend(a.detach().reshape(-1).tolist())
+    values = [v for row in randomize_alphas(opt) for v in row]
     s = [1 / (1 + math.exp(-v)) for v in values]
     ref = -3.0 * sum((x - 0.5) ** 2 for x in s) / len(s)
     assert opt.regularizer().item() == pytest.approx(ref, rel=1e-12)
@@ -236,11 +242,7 @@ def test_beta_darts_term_and_its_linear_weight(float64):
     from nasframe_darts import BetaDARTSOptimizer
 
     opt = make(BetaDARTSOptimizer, DartsSearchSpace(C=2, layers=3), epochs=50)
-    rows = []
-    for a in opt.graph.alphas.values():
-        with torch.no_grad():
-            a.copy_(torch.randn(a.shape))
-        rows.extend(a.detach().tolist())
+    rows = randomize_alphas(opt)
     for epoch, lam in ((0, 0.0), (10, 5.0), (49, 24.5)):
         opt.new_epoch(epoch)
         ref = lam * sum(math.log(sum(math.exp(v) for v in r)) for r in rows) / len(rows)
