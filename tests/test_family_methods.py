@@ -85,8 +85,7 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
             op.register_forward_hook(lambda m, i, o, key=key, name=name: calls.append((key, name)))
     spec = cell.spec
     index = [1, 2, 3, 4, 2, 0]  # per edge (0 is 'none')
-    alpha = torch.full((spec.num_edges, spec.num_ops), -1.0)
-    weights = F.one_hot(torch.tensor(index), spec.num_ops).double() - alpha.softmax(-1).detach() + alpha.softmax(-1)
+    weights = F.one_hot(torch.tensor(index), spec.num_ops).double().requires_grad_(True)
     weights.sampled_index = index
     x = torch.randn(2, 4, 8, 8)
     out = cell([x], weights)
@@ -95,18 +94,27 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
                       if spec.ops[index[spec.edge_index[(s, d)]]] != "none"}
     assert set(calls) == expected_calls and len(calls) == len(expected_calls)
 
-    # reference: node j = sum over incoming edges of the sampled op's output (none adds zero)
+    # reference: node j = sum over incoming edges of weight * the sampled op's output (none adds zero)
     calls.clear()
+    w_ref = weights.detach().clone().requires_grad_(True)
     states = {spec.inputs[0]: x}
-    with torch.no_grad():
-        for node in spec.nodes:
-            total = torch.zeros_like(x)
-            for s, _ in spec.in_edges[node]:
-                op_name = spec.ops[index[spec.edge_index[(s, node)]]]
-                if op_name != "none":
-                    total = total + cell.edges[f"{s}->{node}"].ops[op_name](states[s])
-            states[node] = total
-    torch.testing.assert_close(out.detach(), states[spec.output[0]], rtol=1e-12, atol=1e-12)
+    for node in spec.nodes:
+        total = torch.zeros_like(x)
+        for s, _ in spec.in_edges[node]:
+            row = spec.edge_index[(s, node)]
+            op_name = spec.ops[index[row]]
+            if op_name != "none":
+                total = total + w_ref[row, index[row]] * cell.edges[f"{s}->{node}"].ops[op_name](states[s])
+        states[node] = total
+    ref = states[spec.output[0]]
+    torch.testing.assert_close(out.detach(), ref.detach(), rtol=1e-12, atol=1e-12)
+
+    # the straight-through weights carry the gradient of the sampled ops only
+    upstream = torch.randn(out.shape)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), weights)
+    (grad_ref,) = torch.autograd.grad((ref * upstream).sum(), w_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    assert grad[0, index[0]] != 0 and (grad[F.one_hot(torch.tensor(index), spec.num_ops) == 0] == 0).all()
 
 
 # ----------------------------------------------------------------------------- DrNAS
