@@ -88,11 +88,13 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
     weights = F.one_hot(torch.tensor(index), spec.num_ops).double().requires_grad_(True)
     weights.sampled_index = index
     x = torch.randn(2, 4, 8, 8)
-    out = cell([x], weights)
-
+    cell.fused = False  # op by op: the forward hooks see which ops run
+    cell([x], weights)
     expected_calls = {(f"{s}->{d}", spec.ops[index[spec.edge_index[(s, d)]]]) for s, d in spec.edges
                       if spec.ops[index[spec.edge_index[(s, d)]]] != "none"}
     assert set(calls) == expected_calls and len(calls) == len(expected_calls)
+    cell.fused = True  # the fused forms: only the sampled ops' parameters take part
+    out = cell([x], weights)
 
     # reference: node j = sum over incoming edges of weight * the sampled op's output (none adds zero)
     calls.clear()
@@ -107,6 +109,14 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
                 total = total + w_ref[row, index[row]] * cell.edges[f"{s}->{node}"].ops[op_name](states[s])
         states[node] = total
     ref = states[spec.output[0]]
+    flat = [p for m in cell.edges.values() for op in m.ops.values() for p in op.parameters()]
+
+    def used(y):
+        grads = torch.autograd.grad(y.sum(), flat, allow_unused=True, retain_graph=True)
+        return {id(p) for p, g in zip(flat, grads) if g is not None}
+
+    sampled_params = {id(p) for key, name in expected_calls for p in cell.edges[key].ops[name].parameters()}
+    assert used(out) == used(ref) and used(out) <= sampled_params and used(out)
     torch.testing.assert_close(out.detach(), ref.detach(), rtol=1e-12, atol=1e-12)
 
     # the straight-through weights carry the gradient of the sampled ops only
