@@ -41,10 +41,11 @@ class SampledCell(MixedCell):
                     continue
                 h = self._run(op, states[src], weights[row, k], src, relu)
                 total = h if total is None else total + h
-            if total is None:  # every incoming edge sampled 'none': a zero of the node's shape
-                src, key, _ = edges[0]
+            if total is None:  # every incoming edge sampled 'none': a zero of the node's shape,
+                src, key, row = edges[0]  # times the edge weight, so the graph stays connected
                 with torch.no_grad():
-                    total = torch.zeros_like(next(iter(self.edges[key].ops.values()))(states[src]))
+                    zero = torch.zeros_like(next(iter(self.edges[key].ops.values()))(states[src]))
+                total = zero * weights[row, index[row]]
             states[node] = total
         return self.combine(states)
 

@@ -332,3 +332,15 @@ def test_sdarts_adversarial_perturbation_is_bounded_and_raises_the_loss(float64)
     assert (w - clean).abs().max() <= 0.2 * clean.shape[-1] + 1e-12
     with torch.no_grad():
         assert opt._loss(x, y, {"cell": w})[1] >= opt._loss(x, y, {"cell": clean})[1]
+
+
+def test_gdas_step_when_a_whole_node_samples_none():
+    from nasframe_darts import GDASOptimizer
+
+    opt = make(GDASOptimizer, NasBench201SearchSpace(C=4, N=1))
+    spec = opt.graph.specs["cell"]
+    with torch.no_grad():  # every edge: 'none' (index 0) wins the Gumbel argmax with certainty
+        opt.graph.alphas["cell"].copy_(torch.tensor([[50.0, 0, 0, 0, 0]] * spec.num_edges))
+    _, _, loss_train, loss_val = opt.step(batch(), batch(seed=1))
+    assert torch.isfinite(loss_train) and torch.isfinite(loss_val)
+    assert opt.graph.alphas["cell"].grad is not None
