@@ -170,3 +170,25 @@ def test_a_method_of_a_few_lines_on_the_engine():
     torch.testing.assert_close(opt.graph.op_weights()["cell"], torch.softmax(alpha / 1.0, -1))
     opt.step(*batches(1)[0])
     assert opt.get_genotype() is not None
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_reports_the_benchmark_accuracy_each_epoch(name, tmp_path, table, nb201_csv):
+    import json
+
+    from nasframe_core.cli import main
+    from nasframe_spaces.nasbench201.codec import NB201Genotype
+
+    out = tmp_path / name
+    extra = ["--set", "optimizer.warmup_epochs=0"] if name == "pc_darts" else []
+    assert main(["run", "--optimizer", name, "--dataset", "synthetic", "--set", "dataset.n_train=32",
+                 "--set", "dataset.n_test=8", "--set", "dataset.image_size=8", "--set", "search_space.C=4",
+                 "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet", *extra,
+                 "--epochs", "2", "--steps-per-epoch", "1", "--benchmark", str(nb201_csv), "--out", str(out)]) == 0
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    for m in lines:
+        expected = table.query(NB201Genotype.from_str(m["genotype"]), "cifar10", "test_accuracy")
+        assert m["test_statistics"] == pytest.approx(expected)
+    result = json.loads((out / "result.json").read_text())
+    assert result["optimizer"] == name and len(result["alphas"]) == 1
