@@ -1,6 +1,8 @@
 """GDAS (Dong & Yang, CVPR 2019): hard Gumbel-softmax, only the sampled op of each edge runs."""
 from __future__ import annotations
 
+from nasframe_core.errors import NasframeError
+
 from .engine import OneShotOptimizer
 from .sampled import sampled_cell_factory
 from .samplers import hard_gumbel_softmax
@@ -12,6 +14,8 @@ class GDASOptimizer(OneShotOptimizer):
     gradient of ``softmax((log_softmax(alpha) + g) / tau)``). Only that op runs.
     ``tau`` anneals linearly from ``tau_max`` (first epoch) to ``tau_min`` (last epoch).
     Discretization: argmax of the alphas per edge (the spec's rule on their softmax).
+    First order only, as in the paper and xautodl: the unrolled step's finite differences
+    need one fixed architecture, and every forward here samples another.
     """
 
     defaults = {"tau_max": 10.0, "tau_min": 0.1}
@@ -19,6 +23,9 @@ class GDASOptimizer(OneShotOptimizer):
 
     def __init__(self, **settings):
         super().__init__(**settings)
+        if self.unrolled:
+            raise NasframeError("GDAS is first order (each forward samples a new architecture); "
+                                "set optimizer.unrolled=false")
         self.tau = self.tau_max
 
     def update_schedules(self, epoch: int) -> None:

@@ -115,6 +115,8 @@ def test_settings_given_as_text_are_parsed():
     with pytest.raises(NasframeError) as info:
         GDASOptimizer(temperature=1.0)
     assert "'temperature'" in str(info.value) and "tau_max" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(NasframeError, match="GDAS is first order.*unrolled=false"):
+        GDASOptimizer(unrolled="true")
     with pytest.raises(NasframeError, match="attack must be random or adversarial"):
         SDARTSOptimizer(attack="pgd")
 
