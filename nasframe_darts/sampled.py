@@ -56,7 +56,7 @@ class SampledCell(MixedCell):
             if r is None:
                 r = relu[src] = F.relu(x)
             y = F.conv2d(r, op.conv.weight, None, op.stride, op.padding, op.dilation)
-            return F.batch_norm(y, None, None, w.expand(y.shape[1]), None, True, 0.0, op.bn.eps)
+            return F.batch_norm(y, None, None, w.expand(y.shape[1]).contiguous(), None, True, 0.0, op.bn.eps)
         if self.fused and isinstance(op, Pool) and op.mode == "avg" and op.bn is None:
             return self._avg_pool(x, op.stride) * w
         return op(x) * w

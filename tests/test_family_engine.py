@@ -71,7 +71,7 @@ def test_resume_is_bit_identical_for_every_method_and_schedule(name):
     restore(resumed.get_checkpointables(), saved, Path("ckpt"))
     run_epochs(resumed, [1, 2], data)
     for a, b in zip(fingerprint(whole), fingerprint(resumed)):
-        assert torch.equal(a, b)
+        assert torch.isfinite(a).all() and torch.equal(a, b)
     if name in SCHEDULES:
         assert getattr(resumed, SCHEDULES[name]) == getattr(whole, SCHEDULES[name])
         fresh = build(name)
