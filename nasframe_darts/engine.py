@@ -281,18 +281,18 @@ class OneShotOptimizer(MetaOptimizer):
         distributed.broadcast_(list(graph.parameters()) + list(graph.buffers()))
 
     def _use_channels_last(self) -> bool:
-        self.options.channels_last = self.channels_last
-        return self.options.use_channels_last(self.device)
+        if self.channels_last == "auto":
+            return self.device.type == "cpu"
+        return bool(self.channels_last)
 
     def new_epoch(self, epoch: int) -> None:
         """Recompute the schedules for ``epoch``; log the op weights and the current genotype."""
-        graph = self._require_graph()
+        self._require_graph()
         self.epoch = epoch
         self.update_schedules(epoch)
         for name, w in self.discretization_weights().items():
             log.info("epoch %d: %s op weights\n%s", epoch, name, _format_matrix(w))
         log.info("epoch %d: genotype %s", epoch, self.get_genotype())
-        del graph
 
     # ---------------------------------------------------------------------- steps
     def _forward(self, x: torch.Tensor, weights: Optional[dict] = None) -> torch.Tensor:

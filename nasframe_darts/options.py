@@ -51,8 +51,3 @@ class ExecutionOptions:
             compile=coerce(settings.get("compile", False), False, "compile"),
             autocast=coerce(settings.get("autocast", False), False, "autocast"),
         )
-
-    def use_channels_last(self, device: torch.device) -> bool:
-        if self.channels_last == "auto":
-            return device.type == "cpu"
-        return bool(self.channels_last)
