@@ -7,6 +7,9 @@ Markdown table of the median step time, the per-round ratio and peak memory.
 
     pip install --no-deps xautodl==1.0.0          # the peer, once
     python benchmarks/compare.py --device cpu --threads 2 --rounds 3
+
+``--gdas 1`` (default) adds GDAS on NAS-Bench-201 (first order) against xautodl's GDAS
+supernet (``peer_step.py --algo gdas``), alternating the same way.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def main() -> None:
     ap.add_argument("--modes", default="first,second")
     ap.add_argument("--peer", default=str(DEFAULT_PEER), help="path of peer_step.py ('' to skip the peer)")
     ap.add_argument("--darts-batch", type=int, default=16, help="also time the DARTS space at this batch (0: skip)")
+    ap.add_argument("--gdas", type=int, default=1, help="also compare GDAS against xautodl's GDAS (0: skip)")
     a = ap.parse_args()
     common = ["--device", a.device, "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     rows = []
@@ -55,6 +59,8 @@ def main() -> None:
             darts = [run([sys.executable, str(HERE / "step_time.py"), "--space", "darts", "--mode", mode,
                           "--batch", str(a.darts_batch), *common]) for _ in range(a.rounds)]
             rows.append(("darts", mode, a.darts_batch, darts, []))
+    if a.gdas:
+        rows.append(gdas_rows(a, common))
 
     mem_key = "peak_cuda_mb" if a.device.startswith("cuda") else "peak_rss_mb"
     print(f"machine: {platform.processor() or platform.machine()}, {a.threads} threads, device {a.device}, "
@@ -74,6 +80,18 @@ def main() -> None:
             print(f"| {space} | {mode} | {batch} | {o:.3f} | - | - | {om:.0f} | - |")
     print()
     print("raw:", json.dumps([{"space": s, "mode": m, "ours": o, "peer": p} for s, m, _, o, p in rows]))
+
+
+def gdas_rows(a, common: list[str]) -> tuple:
+    """GDAS (first order, NAS-Bench-201): ours and xautodl's, alternating in fresh processes."""
+    ours, peer = [], []
+    for _ in range(a.rounds):
+        ours.append(run([sys.executable, str(HERE / "step_time.py"), "--optimizer", "gdas", "--space", "nasbench201",
+                         "--mode", "first", "--batch", str(a.batch), *common]))
+        if a.peer:
+            peer.append(run([sys.executable, a.peer, "--space", "nasbench201", "--algo", "gdas", "--mode", "first",
+                             "--batch", str(a.batch), *common]))
+    return ("nasbench201", "gdas", a.batch, ours, peer)
 
 
 if __name__ == "__main__":

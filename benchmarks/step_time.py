@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time nasframe's DARTS search step: the optimizer's own ``step``, not a copy of it.
+"""Time nasframe's search step: the optimizer's own ``step``, not a copy of it.
 
 One step = architecture update on a validation batch + weight update on a train batch,
 on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_step.py``
@@ -9,6 +9,12 @@ on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_s
     python ../shared/bench/peer_step.py --batch 64 --mode first --device cpu --threads 2
 
 ``--impl reference`` runs the plain edge-by-edge supernet (same math) for comparison.
+``--optimizer NAME`` times any method of the family (darts, gdas, drnas, pc_darts,
+fair_darts, sdarts, darts_minus, beta_darts) with its defaults; PC-DARTS without its
+warm-up, so that the architecture step is part of the timed step:
+
+    python benchmarks/step_time.py --optimizer gdas --batch 64 --threads 2
+    python ../shared/bench/peer_step.py --space nasbench201 --algo gdas --batch 64 --threads 2
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import time
 import torch
 
 from nasframe_core.data import KNOWN_DATASETS
-from nasframe_darts import DARTSOptimizer
+from nasframe_darts import FAMILY
 
 
 def build_space(name: str):
@@ -44,12 +50,14 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--impl", choices=("fused", "reference"), default="fused")
+    ap.add_argument("--optimizer", choices=tuple(FAMILY), default="darts")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
-    opt = DARTSOptimizer(unrolled=a.mode == "second", device=a.device, fused=a.impl == "fused")
+    settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
+    opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=a.device, fused=a.impl == "fused", **settings)
     opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
     opt.before_training()
     g = torch.Generator().manual_seed(1)
@@ -66,7 +74,7 @@ def main() -> None:
         opt.step((xt, yt), (xv, yv))
         sync()
         times.append(time.perf_counter() - t)
-    out = {"impl": f"nasframe-{a.impl}", "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
+    out = {"impl": f"nasframe-{a.impl}", "optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
            "threads": torch.get_num_threads(), "median_s": statistics.median(times), "min_s": min(times),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if dev.type == "cuda":

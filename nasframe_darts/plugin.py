@@ -1,24 +1,25 @@
-"""Plugin: the DARTS optimizer and its answers to the core's search-phase hooks."""
+"""Plugin: the differentiable family and its answers to the core's search-phase hooks.
+
+The step, adaptation and discretization hooks answer for every :class:`OneShotOptimizer`,
+so a third-party method built on the engine needs to register only its name.
+"""
 from __future__ import annotations
 
 from nasframe_core import hookimpl
 
 
 def _owns(optimizer) -> bool:
-    from .optimizer import DARTSOptimizer
+    from .engine import OneShotOptimizer
 
-    return isinstance(optimizer, DARTSOptimizer)
-
-
-def _factory():
-    from .optimizer import DARTSOptimizer
-
-    return DARTSOptimizer
+    return isinstance(optimizer, OneShotOptimizer)
 
 
 @hookimpl
 def nasframe_register_optimizers(register):
-    register("darts", _factory(), description="DARTS (Liu et al. 2019): first or second order (optimizer.unrolled)")
+    from . import FAMILY
+
+    for name, (cls, description) in FAMILY.items():
+        register(name, cls, description=description)
 
 
 @hookimpl

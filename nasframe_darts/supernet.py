@@ -15,6 +15,12 @@ class SuperNet(nn.Module):
 
     ``graph(x)`` returns the logits. Cell types outside the optimizer's scope get a constant
     zero tensor instead of parameters, which mixes their ops uniformly and never changes.
+
+    Extension points of the one-shot engine: ``sampler(name, alpha)`` (when set) turns a
+    scoped cell type's alphas into the op weights of a forward (default: softmax);
+    ``graph(x, weights)`` runs with given op weights instead; ``extra`` holds a method's
+    further architecture parameters (PC-DARTS's edge betas), which :meth:`arch_parameters`
+    lists after the alphas.
     """
 
     def __init__(self, network: nn.Module, specs: dict[str, CellSpec], alphas: dict[str, torch.Tensor],
@@ -30,6 +36,8 @@ class SuperNet(nn.Module):
             if name not in scoped:
                 self.register_buffer(f"fixed_{name}", torch.zeros(spec.num_edges, spec.num_ops))
         self.cell_types = tuple(specs)
+        self.extra = nn.ParameterDict()
+        self.sampler = None
 
     def alpha(self, name: str) -> torch.Tensor:
         return self.alphas[name] if name in self.alphas else getattr(self, f"fixed_{name}")
@@ -38,12 +46,19 @@ class SuperNet(nn.Module):
         """Softmax of every cell type's alphas over its ops."""
         return {name: F.softmax(self.alpha(name), dim=-1) for name in self.cell_types}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x, self.arch_weights())
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """The op weights of one forward: ``sampler`` (or softmax) of every cell type's alphas."""
+        if self.sampler is None:
+            return self.arch_weights()
+        return {name: self.sampler(name, self.alphas[name]) if name in self.alphas else F.softmax(self.alpha(name), -1)
+                for name in self.cell_types}
+
+    def forward(self, x: torch.Tensor, weights: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        return self.network(x, self.op_weights() if weights is None else weights)
 
     def weights(self) -> Iterator[nn.Parameter]:
         """The operation weights (everything but the alphas)."""
         return self.network.parameters()
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas.values())
+        return list(self.alphas.values()) + list(self.extra.values())

@@ -24,7 +24,7 @@ from nasframe_core.data import DatasetSource
 from nasframe_core.plugins import PluginHost
 
 BUILTINS = {
-    "darts": {"optimizer": ["darts"], "search_space": [], "dataset": [], "benchmark": []},
+    "darts": {"optimizer": ["beta_darts", "darts", "darts_minus", "drnas", "fair_darts", "gdas", "pc_darts", "sdarts"], "search_space": [], "dataset": [], "benchmark": []},
     "nasbench201": {"optimizer": [], "search_space": ["nasbench201"], "dataset": [], "benchmark": ["nasbench201"]},
     "darts_space": {"optimizer": [], "search_space": ["darts"], "dataset": [], "benchmark": []},
     "blackbox": {"optimizer": ["ls", "re", "rs"], "search_space": [], "dataset": [], "benchmark": []},
@@ -527,7 +527,7 @@ def test_cli_plugins_text(cli_env, capsys):
     out = capsys.readouterr().out
     assert "nasbench201 " in out and "(nasframe_spaces.nasbench201.plugin)" in out
     assert "  search spaces: nasbench201" in out and "  benchmarks: nasbench201" in out
-    assert "  optimizers: darts" in out
+    assert "  optimizers: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, pc_darts, sdarts" in out
     assert "  hooks: nasframe_adapt_search_space, nasframe_discretize, nasframe_register_optimizers, nasframe_step" in out
 
 
@@ -556,7 +556,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
         main(argv)
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "installed optimizers: darts, ls, re, rs\n" in out
+    assert "installed optimizers: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts\n" in out
     assert "installed search spaces: darts, nasbench201, zzz-space\n" in out  # found through its entry point
     datasets_line = next(line for line in out.splitlines() if line.startswith("installed datasets: "))
     assert BUILTIN_DATASETS <= set(datasets_line.removeprefix("installed datasets: ").split(", "))
@@ -567,7 +567,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: darts, ls, re, rs"),
+        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts"),
         ("--search-space", "nasframe: error: unknown search space 'nope'; installed: darts, nasbench201"),
     ],
 )

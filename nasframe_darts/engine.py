@@ -1,0 +1,468 @@
+"""The one-shot engine: differentiable architecture search, with the parts a method changes.
+
+:class:`OneShotOptimizer` builds the supernet of any :class:`~nasframe_core.space.SearchSpace`
+(one alpha tensor ``[edges, ops]`` per cell type, a MixedCell per cell with the fused and
+reference paths), runs the bilevel step (architecture on a validation batch, first or second
+order, then weights on a train batch with gradient clipping), discretizes with the spec's
+rule and answers everything the search loop asks (:class:`~nasframe_core.optimizer.MetaOptimizer`).
+
+A method (GDAS, DrNAS, ...) subclasses it and overrides only what it changes:
+
+========================================  ==============================================
+:meth:`sample_op_weights`                 how alphas become the op weights of a forward
+                                          (softmax; sigmoid, hard Gumbel, Dirichlet sample)
+:meth:`expected_op_weights`               the deterministic weights that discretization and
+                                          the reports read (softmax)
+:meth:`build_cell_factory`                what runs per edge (all ops, fused; the sampled
+                                          op; a channel fraction)
+:meth:`regularizer`                       a loss term on the architecture step
+:meth:`weight_step_weights`               perturbed op weights for the weight step
+``aux_skip_weight``                       an auxiliary skip: added to the weight of the
+                                          ``aux_skip_op`` column of every edge
+:meth:`extra_arch_parameters`             more architecture parameters (PC-DARTS's betas)
+:meth:`update_schedules`                  schedules from ``(epoch, self.epochs)``
+:meth:`arch_step_enabled`                 whether this epoch updates the architecture
+========================================  ==============================================
+
+Settings: every key of the class attribute ``defaults`` (merged along the class hierarchy)
+is a setting; values given as strings are converted to the type of the default. Random
+draws come from :attr:`rng`, a seeded generator (seeded from the run's seed, never from the
+global stream) checkpointed with the run, and schedules are recomputed from the epoch in
+:meth:`new_epoch`, so a resumed search continues bit-identically.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.loss import _Loss
+
+from nasframe_core import distributed
+from nasframe_core.cells import discrete_cell_factory
+from nasframe_core.data import dataset_info
+from nasframe_core.errors import NasframeError
+from nasframe_core.optimizer import MetaOptimizer
+from nasframe_core.settings import coerce
+from nasframe_core.space import SearchSpace
+
+from . import bilevel
+from .bilevel import frozen
+from .discretize import discretize_cell
+from .mixed import mixed_cell_factory
+from .options import DEFAULTS as OPTION_DEFAULTS, ExecutionOptions
+from .supernet import SuperNet
+from .torch_names import build_optimizer, resolve_class, step_optimizer
+
+log = logging.getLogger("nasframe.darts")
+
+ARCH_BETAS = (0.5, 0.999)
+
+#: the settings every one-shot optimizer has (DARTS's, then the execution options)
+BASE_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 0.025, "momentum": 0.9, "weight_decay": 0.0003, "grad_clip": 5.0, "unrolled": False,
+    "arch_learning_rate": 0.0003, "arch_weight_decay": 0.001, "op_optimizer": "SGD", "arch_optimizer": "Adam",
+    "loss_criteria": "CrossEntropyLoss", **OPTION_DEFAULTS,
+}
+
+
+class RandomStreams:
+    """The seeded CPU generator of a method's random draws, checkpointable.
+
+    Seeded from ``torch.initial_seed()`` (the run's seed) plus ``offset``, so it neither
+    consumes nor depends on the global stream's position; ``state_dict`` carries its state.
+    """
+
+    def __init__(self, offset: int = 0):
+        self.offset = offset
+        self.generator = torch.Generator()
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.generator.manual_seed((torch.initial_seed() + 7919 * (self.offset + 1)) % (2**63))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _setting(value: Any, default: Any, key: str) -> Any:
+    """``value`` converted to the type of ``default`` when it is text (or a number for a bool)."""
+    if isinstance(value, str) or (isinstance(default, bool) and not isinstance(value, bool) and value is not None):
+        return coerce(value, default, key)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+class OneShotOptimizer(MetaOptimizer):
+    """Differentiable search on a supernet; see the module docstring for the extension points."""
+
+    #: this class's settings and defaults; subclasses list theirs (and changed base defaults)
+    defaults: dict[str, Any] = BASE_DEFAULTS
+    #: whether the method draws random numbers (then :attr:`rng` is checkpointed)
+    stochastic: bool = False
+    #: whether the discrete network must inherit every supernet weight by shape
+    strict_weight_inheritance: bool = True
+    all_defaults: dict[str, Any] = dict(BASE_DEFAULTS)
+    extra_settings: dict[str, Any] = dict(BASE_DEFAULTS)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("defaults", {}))
+        cls.all_defaults = merged
+        if "extra_settings" not in cls.__dict__:
+            cls.extra_settings = dict(merged)
+
+    def __init__(self, **settings):
+        super().__init__()
+        known = self.all_defaults
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise NasframeError(f"unknown {type(self).__name__} setting {unknown[0]!r}; "
+                                f"settings are: {', '.join(known)}")
+        values = {k: _setting(settings.get(k, d), d, k) for k, d in known.items()}
+        self.aux_skip_weight = 0.0
+        self.aux_skip_op = "skip_connect"
+        self._aux_columns: dict[str, int] = {}
+        for key, value in values.items():
+            if key not in OPTION_DEFAULTS and key not in ("op_optimizer", "arch_optimizer", "loss_criteria"):
+                setattr(self, key, value)
+        self.op_optimizer_cls = resolve_class("op_optimizer", values["op_optimizer"], torch.optim, torch.optim.Optimizer)
+        self.arch_optimizer_cls = resolve_class("arch_optimizer", values["arch_optimizer"], torch.optim,
+                                                torch.optim.Optimizer)
+        loss = values["loss_criteria"]
+        self.loss = loss if isinstance(loss, nn.Module) else resolve_class("loss_criteria", loss, nn, _Loss,
+                                                                           "CrossEntropyLoss")()
+        self.options = ExecutionOptions.parse(values)
+        self.device = self.options.device
+        self.fused = self.options.fused
+        self.channels_last = self.options.channels_last
+        self.compile = self.options.compile
+        self.autocast = self.options.autocast
+        self._compiled = None
+        self.op_optimizer: Optional[torch.optim.Optimizer] = None
+        self.arch_optimizer: Optional[torch.optim.Optimizer] = None
+        self.architectural_weights = nn.ParameterList()
+        self.graph: Optional[SuperNet] = None
+        self.scope = None
+        self.num_classes = None
+        self.in_channels = None
+        self.epochs: Optional[int] = None
+        self.steps_per_epoch: Optional[int] = None
+        self.epoch = 0
+        self.rng = RandomStreams()
+
+    # ============================================================ extension points
+    def sample_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
+        """The op weights of one forward for cell type ``name`` (rows: edges). Default: softmax."""
+        return F.softmax(alpha, dim=-1)
+
+    def expected_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
+        """Deterministic op weights, read by discretization and the reports. Default: softmax."""
+        return F.softmax(alpha, dim=-1)
+
+    def build_cell_factory(self) -> Callable:
+        """The cell factory of the supernet (what runs per edge). Default: MixedCells,
+        fused unless ``fused=false``."""
+        return mixed_cell_factory(self.fused)
+
+    def regularizer(self) -> Optional[torch.Tensor]:
+        """A term added to the architecture step's loss (a function of the alphas), or ``None``."""
+        return None
+
+    def weight_step_weights(self, x: torch.Tensor, y: torch.Tensor) -> Optional[dict[str, torch.Tensor]]:
+        """Op weights (detached) for the weight step instead of the sampled ones, or ``None``."""
+        return None
+
+    def extra_arch_parameters(self, specs: dict) -> dict[str, torch.Tensor]:
+        """More architecture parameters by name, learned with the alphas. Default: none."""
+        return {}
+
+    def update_schedules(self, epoch: int) -> None:
+        """Set schedule values for ``epoch`` from ``(epoch, self.epochs)``. Default: none."""
+
+    def arch_step_enabled(self) -> bool:
+        """Whether the current epoch updates the architecture. Default: always."""
+        return True
+
+    # ------------------------------------------------------------- schedule help
+    def progress(self, epoch: int, inclusive: bool = True) -> float:
+        """How far the search is at ``epoch``: 0 at the first epoch, 1 at the last
+        (``inclusive``) or at ``self.epochs`` (not inclusive); 0 before :meth:`plan_search`."""
+        if not self.epochs:
+            return 0.0
+        span = self.epochs - 1 if inclusive else self.epochs
+        return min(1.0, epoch / span) if span > 0 else 1.0
+
+    # ------------------------------------------------------------------ adapting
+    def adapt_search_space(self, search_space: SearchSpace, dataset: Any, scope: Optional[Any] = None, **kwargs):
+        """Build the supernet of ``search_space`` for ``dataset`` and both optimizers.
+
+        ``scope``: the cell types that get architecture weights (a name or a list;
+        ``None``: all). Other cell types mix their ops uniformly and stay fixed.
+        """
+        if not isinstance(search_space, SearchSpace):
+            raise NasframeError(f"adapt_search_space needs a nasframe SearchSpace, got {type(search_space).__name__}")
+        info = dataset_info(dataset)
+        specs = search_space.cell_specs()
+        if isinstance(scope, str):
+            scope = [scope]
+        if scope is not None:
+            unknown = sorted(set(scope) - set(specs))
+            if unknown:
+                raise NasframeError(f"scope names cell type {unknown[0]!r}; this space has: {', '.join(specs)}")
+        self.search_space = search_space
+        self.dataset = info.name
+        self.scope = None if scope is None else list(scope)
+        self.num_classes, self.in_channels = info.num_classes, info.in_channels
+        alphas = {name: self.initial_alphas(spec) for name, spec in specs.items()}
+        if self.aux_skip_op_needed():
+            missing = [n for n, s in specs.items() if self.aux_skip_op not in s.ops]
+            if missing:
+                raise NasframeError(f"{type(self).__name__} adds an auxiliary {self.aux_skip_op!r} but cell type "
+                                    f"{missing[0]!r} has no such op; set optimizer.aux_skip_op to one of "
+                                    f"{', '.join(specs[missing[0]].ops)}")
+            self._aux_columns = {n: s.ops.index(self.aux_skip_op) for n, s in specs.items()}
+        network = search_space.build_network(
+            self.build_cell_factory(), num_classes=info.num_classes, in_channels=info.in_channels, search=True
+        )
+        self.graph = SuperNet(network, specs, alphas, scope=self.scope)
+        for name, value in self.extra_arch_parameters(specs).items():
+            self.graph.extra[name] = nn.Parameter(value)
+        self.graph.sampler = self._forward_op_weights
+        self.architectural_weights = nn.ParameterList(list(self.graph.alphas.values()))
+        self.op_optimizer = self._make_op_optimizer(self.graph.weights())
+        self.arch_optimizer = self._make_arch_optimizer(self.graph.arch_parameters())
+
+    def initial_alphas(self, spec) -> torch.Tensor:
+        """``1e-3 * randn(edges, ops)`` (row by row, from the global stream, as DARTS)."""
+        return torch.stack([1e-3 * torch.randn(spec.num_ops) for _ in spec.edges])
+
+    def aux_skip_op_needed(self) -> bool:
+        return False
+
+    def _forward_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
+        w = self.sample_op_weights(name, alpha)
+        if self.aux_skip_weight and name in self._aux_columns:
+            col = self._aux_columns[name]
+            w = w + self.aux_skip_weight * F.one_hot(torch.tensor(col, device=w.device), w.shape[-1]).to(w.dtype)
+        return w
+
+    def _make_op_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        return build_optimizer(self.op_optimizer_cls, list(params), "op_optimizer", lr=self.learning_rate,
+                               weight_decay=self.weight_decay, momentum=self.momentum)
+
+    def _make_arch_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        if not params:  # every cell type out of scope: nothing to learn, keep a valid optimizer
+            params = [nn.Parameter(torch.zeros(0))]
+        return build_optimizer(self.arch_optimizer_cls, params, "arch_optimizer", lr=self.arch_learning_rate,
+                               weight_decay=self.arch_weight_decay, betas=ARCH_BETAS)
+
+    def _require_graph(self) -> SuperNet:
+        if self.graph is None:
+            raise NasframeError("call adapt_search_space(search_space, dataset) before using the optimizer")
+        return self.graph
+
+    def before_training(self) -> None:
+        """Move the supernet and the alphas to ``self.device``; start all ranks alike."""
+        graph = self._require_graph()
+        graph.to(self.device)
+        if self._use_channels_last():
+            # mkldnn convolutions are much faster on NHWC tensors; activations follow the weights
+            graph.to(memory_format=torch.channels_last)
+        graph.train()
+        distributed.broadcast_(list(graph.parameters()) + list(graph.buffers()))
+
+    def _use_channels_last(self) -> bool:
+        if self.channels_last == "auto":
+            return self.device.type == "cpu"
+        return bool(self.channels_last)
+
+    def new_epoch(self, epoch: int) -> None:
+        """Recompute the schedules for ``epoch``; log the op weights and the current genotype."""
+        self._require_graph()
+        self.epoch = epoch
+        self.update_schedules(epoch)
+        for name, w in self.discretization_weights().items():
+            log.info("before epoch %d: %s op weights\n%s", epoch + 1, name, _format_matrix(w))
+        log.info("before epoch %d: genotype %s", epoch + 1, self.get_genotype())
+
+    # ---------------------------------------------------------------------- steps
+    def _forward(self, x: torch.Tensor, weights: Optional[dict] = None) -> torch.Tensor:
+        if self.compile and self._compiled is None:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self._compiled = torch.compile(self.graph, mode=mode)
+        fn = self._compiled if self._compiled is not None else self.graph
+        args = (x,) if weights is None else (x, weights)
+        if self.autocast:
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                return fn(*args)
+        return fn(*args)
+
+    def _graph_owned_outputs(self) -> bool:
+        """Whether outputs live in CUDA-graph memory that the next replay overwrites."""
+        return self.compile and self.device.type == "cuda"
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, weights: Optional[dict] = None):
+        logits = self._forward(x, weights)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: the loss in float32
+            logits = logits.float()
+        return logits, self.loss(logits, y)
+
+    def finite_difference_scale(self) -> float:
+        """eps = scale / ||v|| in the unrolled step's Hessian-vector term."""
+        return bilevel.FD_SCALE
+
+    def step(self, data_train, data_val):
+        """One step: architecture on ``data_val`` (plus :meth:`regularizer`), then weights on
+        ``data_train`` (with :meth:`weight_step_weights` when given).
+
+        In second order, ``logits_val``/``loss_val`` are those of the unrolled weights w',
+        the objective of the architecture step.
+        """
+        graph = self._require_graph()
+        graphs_on_gpu = self._graph_owned_outputs()
+        if graphs_on_gpu and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
+        x_train, y_train = (t.to(self.device, non_blocking=True) for t in data_train)
+        x_val, y_val = (t.to(self.device, non_blocking=True) for t in data_val)
+        alphas = graph.arch_parameters()
+        weights = [p for p in graph.weights() if p.requires_grad]
+
+        # architecture step: only alpha gradients are computed (weights are frozen meanwhile)
+        if alphas and self.arch_step_enabled():
+            if self.unrolled:
+                logits_val, loss_val, grads = bilevel.unrolled_alpha_grads(
+                    self._loss, self.op_optimizer, x_train, y_train, x_val, y_val, weights, alphas,
+                    self.finite_difference_scale(), graphs_on_gpu)
+            else:
+                with frozen(weights):
+                    logits_val, loss_val = self._loss(x_val, y_val)
+                    grads = torch.autograd.grad(loss_val, alphas)
+            if graphs_on_gpu:  # keep them past the weight step's graph replay
+                logits_val, loss_val = logits_val.detach().clone(), loss_val.detach().clone()
+            reg = self.regularizer()
+            if reg is not None:
+                extra = torch.autograd.grad(reg, alphas, allow_unused=True)
+                grads = [g if e is None else g + e for g, e in zip(grads, extra)]
+            distributed.all_reduce_mean_(grads)
+            for a, g in zip(alphas, grads):
+                a.grad = g
+            step_optimizer(self.arch_optimizer, "arch_optimizer")
+        else:
+            with torch.no_grad():
+                logits_val, loss_val = self._loss(x_val, y_val)
+
+        # weight step: only weight gradients
+        override = self.weight_step_weights(x_train, y_train)
+        with frozen(alphas):
+            logits_train, loss_train = self._loss(x_train, y_train, override)
+            grads = torch.autograd.grad(loss_train, weights, allow_unused=True)
+        distributed.all_reduce_mean_(grads)
+        for w, g in zip(weights, grads):
+            w.grad = g
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(weights, self.grad_clip)
+        step_optimizer(self.op_optimizer, "op_optimizer")
+        return logits_train.detach(), logits_val.detach(), loss_train.detach(), loss_val.detach()
+
+    def current_lr(self) -> float:
+        return float(self.op_optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------- results
+    def discretization_weights(self) -> dict[str, torch.Tensor]:
+        """The :meth:`expected_op_weights` of every cell type (uniform outside the scope)."""
+        graph = self._require_graph()
+        with torch.no_grad():
+            return {name: self.expected_op_weights(name, graph.alphas[name]) if name in graph.alphas
+                    else F.softmax(graph.alpha(name), dim=-1) for name in graph.cell_types}
+
+    def get_genotype(self):
+        """The genotype of the current alphas (no network is built)."""
+        graph = self._require_graph()
+        weights = self.discretization_weights()
+        choices = {name: discretize_cell(spec, weights[name]) for name, spec in graph.specs.items()}
+        return self.search_space.make_genotype(choices)
+
+    def get_final_architecture(self) -> nn.Module:
+        """The discretized network, inheriting the supernet's weights; ``.genotype`` names it."""
+        graph = self._require_graph()
+        genotype = self.get_genotype()
+        choices = self.search_space.genotype_choices(genotype)
+        network = self.search_space.build_network(
+            discrete_cell_factory(choices), num_classes=self.num_classes, in_channels=self.in_channels, search=True
+        )
+        source = graph.network.state_dict()
+        target = network.state_dict()
+        missing = [k for k in target if k not in source or source[k].shape != target[k].shape]
+        if missing and self.strict_weight_inheritance:
+            raise RuntimeError(f"discrete network does not match the supernet at {missing[:3]}")
+        network.load_state_dict({k: source[k] if k not in missing else target[k] for k in target})
+        network.genotype = genotype
+        return network.to(self.device)
+
+    def get_op_optimizer(self) -> type:
+        return self.op_optimizer_cls
+
+    def get_checkpointables(self) -> dict[str, Any]:
+        graph = self._require_graph()
+        out = {
+            "model": graph,
+            "arch_weights": self.architectural_weights,
+            "op_optimizer": self.op_optimizer,
+            "arch_optimizer": self.arch_optimizer,
+        }
+        if self.stochastic:
+            out["random_streams"] = self.rng
+        return out
+
+    def get_model_size(self) -> float:
+        graph = self._require_graph()
+        return sum(p.numel() for p in graph.weights()) / 1e6
+
+    def test_statistics(self) -> Optional[float]:
+        if self.graph is None or self.search_space is None:
+            return None
+        return self.search_space.test_statistics(self.get_genotype(), self.dataset)
+
+    def softmax_json(self) -> dict[str, list]:
+        """The op weights that discretization reads (softmax for DARTS), as lists."""
+        return {name: w.cpu().tolist() for name, w in self.discretization_weights().items()}
+
+    # ------------------------------------------------- the search loop's questions
+    def plan_search(self, epochs: int, steps_per_epoch: int) -> None:
+        super().plan_search(epochs, steps_per_epoch)
+        self.update_schedules(self.epoch)
+
+    def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The weight optimizer: its learning rate follows the run's cosine schedule."""
+        self._require_graph()
+        return [self.op_optimizer]
+
+    def evaluation_network(self) -> nn.Module:
+        return self._require_graph()
+
+    def epoch_report(self) -> dict[str, Any]:
+        return {"alphas": self.softmax_json()}
+
+    def result_report(self) -> dict[str, Any]:
+        graph = self._require_graph()
+        out = {
+            "alphas": [w.detach().cpu().tolist() for w in self.architectural_weights],
+            "alpha_names": list(graph.alphas.keys()),
+            "alphas_softmax": self.softmax_json(),
+        }
+        if len(graph.extra):
+            out["extra_arch_parameters"] = {k: v.detach().cpu().tolist() for k, v in graph.extra.items()}
+        return out
+
+
+def _format_matrix(w: torch.Tensor) -> str:
+    return "\n".join("  " + " ".join(f"{v:.4f}" for v in row) for row in w.detach().cpu().tolist())

@@ -1,0 +1,38 @@
+"""GDAS (Dong & Yang, CVPR 2019): hard Gumbel-softmax, only the sampled op of each edge runs."""
+from __future__ import annotations
+
+from nasframe_core.errors import NasframeError
+
+from .engine import OneShotOptimizer
+from .sampled import sampled_cell_factory
+from .samplers import hard_gumbel_softmax
+
+
+class GDASOptimizer(OneShotOptimizer):
+    """Every forward draws one op per edge: ``argmax(log_softmax(alpha) + g)`` with Gumbel
+    noise ``g``; its output is multiplied by the straight-through weight (1 in value, the
+    gradient of ``softmax((log_softmax(alpha) + g) / tau)``). Only that op runs.
+    ``tau`` anneals linearly from ``tau_max`` (first epoch) to ``tau_min`` (last epoch).
+    Discretization: argmax of the alphas per edge (the spec's rule on their softmax).
+    First order only, as in the paper and xautodl: the unrolled step's finite differences
+    need one fixed architecture, and every forward here samples another.
+    """
+
+    defaults = {"tau_max": 10.0, "tau_min": 0.1}
+    stochastic = True
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if self.unrolled:
+            raise NasframeError("GDAS is first order (each forward samples a new architecture); "
+                                "set optimizer.unrolled=false")
+        self.tau = self.tau_max
+
+    def update_schedules(self, epoch: int) -> None:
+        self.tau = self.tau_max - (self.tau_max - self.tau_min) * self.progress(epoch)
+
+    def build_cell_factory(self):
+        return sampled_cell_factory(self.fused)
+
+    def sample_op_weights(self, name, alpha):
+        return hard_gumbel_softmax(alpha, self.tau, self.rng.generator)
