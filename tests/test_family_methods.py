@@ -179,7 +179,7 @@ def test_pc_darts_edge_sends_first_channels_through_ops_and_shuffles(float64):
     k = 4
     opt = make(PCDARTSOptimizer, DartsSearchSpace(C=4, layers=3), k=k)
     cell = opt.graph.network.cells[1].inner  # a reduction cell
-    assert cell.spec.reduction
+    assert cell.spec.name == "reduce"
     for stride_edge, key in ((2, "0->2"), (1, "2->3")):
         mixed = cell.edges[key]
         assert mixed.stride == stride_edge

@@ -649,7 +649,8 @@ def test_an_impostor_registering_darts_neither_replaces_nor_hides_the_builtin(di
     assert lines == [] and host.failures == []
     names = list(host.plugins)
     assert names.index("aa_hijack") < names.index("darts")  # the impostor loads first
-    assert host.plugins["darts"].registers["optimizer"] == ["darts"]  # the built-in is whole
+    assert "darts" in host.plugins["darts"].registers["optimizer"]  # the built-in is whole
+    assert "gdas" in host.plugins["darts"].registers["optimizer"]
     assert host.get("dataset", "hijack-data").plugin == "aa_hijack"  # its other names load
     assert host.ambiguous("optimizer") == {"darts": ["aa_hijack", "darts"]}
     opt = host.create("optimizer", "darts:darts", device="cpu")
