@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Side-by-side step times: nasframe vs NAS-Bench-201's own supernet (xautodl).
+"""Side-by-side step times: nasframe vs the peer, xautodl (the NB201 authors' code).
 
+For NAS-Bench-201 the peer is NAS-Bench-201's own DARTS supernet; for the DARTS space it is
+xautodl's DARTS search network in the paper's layout (``peer_step.py --space darts``).
 Runs ``benchmarks/step_time.py`` and the peer script alternately, in fresh processes, for
 several rounds (shared machines drift; alternating keeps the ratio honest), then prints a
-Markdown table of the median step time, the per-round ratio and peak memory.
+Markdown table of the median step time, the median per-round ratio and peak memory.
 
     pip install --no-deps xautodl==1.0.0          # the peer, once
     python benchmarks/compare.py --device cpu --threads 2 --rounds 3
+    python benchmarks/compare.py --spaces darts --darts-batches 16,64 --rounds 3
 
 ``--gdas 1`` (default) adds GDAS on NAS-Bench-201 (first order) against xautodl's GDAS
 supernet (``peer_step.py --algo gdas``), alternating the same way.
@@ -42,23 +45,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--modes", default="first,second")
     ap.add_argument("--peer", default=str(DEFAULT_PEER), help="path of peer_step.py ('' to skip the peer)")
-    ap.add_argument("--darts-batch", type=int, default=16, help="also time the DARTS space at this batch (0: skip)")
+    ap.add_argument("--spaces", default="nasbench201,darts")
+    ap.add_argument("--darts-batches", default="16,64", help="batch sizes for the DARTS space")
     ap.add_argument("--gdas", type=int, default=1, help="also compare GDAS against xautodl's GDAS (0: skip)")
     a = ap.parse_args()
+    spaces = a.spaces.split(",")
     common = ["--device", a.device, "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     rows = []
-    for mode in a.modes.split(","):
+    runs = [(space, mode, batch) for mode in a.modes.split(",")
+            for space, batches in (("nasbench201", [a.batch]), ("darts", a.darts_batches.split(",")))
+            if space in spaces for batch in batches]
+    for space, mode, batch in runs:
         ours, peer = [], []
         for _ in range(a.rounds):
-            ours.append(run([sys.executable, str(HERE / "step_time.py"), "--space", "nasbench201", "--mode", mode,
-                             "--batch", str(a.batch), *common]))
+            args = ["--space", space, "--mode", mode, "--batch", str(batch), *common]
+            ours.append(run([sys.executable, str(HERE / "step_time.py"), *args]))
             if a.peer:
-                peer.append(run([sys.executable, a.peer, "--mode", mode, "--batch", str(a.batch), *common]))
-        rows.append(("nasbench201", mode, a.batch, ours, peer))
-        if a.darts_batch:
-            darts = [run([sys.executable, str(HERE / "step_time.py"), "--space", "darts", "--mode", mode,
-                          "--batch", str(a.darts_batch), *common]) for _ in range(a.rounds)]
-            rows.append(("darts", mode, a.darts_batch, darts, []))
+                peer.append(run([sys.executable, a.peer, *args]))
+        rows.append((space, mode, int(batch), ours, peer))
     if a.gdas:
         rows.append(gdas_rows(a, common))
 

@@ -9,13 +9,26 @@ parameters:
 
 - ``reference``: edge by edge, op by op, as the DARTS paper writes it;
 - ``fused`` (the default): per source node, work shared by the edges leaving that node is
-  done once. The ReLU in front of every :class:`~nasframe_core.ops.ReLUConvBN` is applied
-  once; the convolutions of those edges with equal kernel, stride and dilation become one
-  convolution over the concatenated weights; their affine-free, statistics-free batch norms
-  become one batch norm over the concatenated channels (batch norm is per channel, so this
-  is the same math), with the architecture weights folded in as the batch norm's scale;
-  parameter-free ops (pooling without running statistics) are computed once per node.
-  Everything else runs op by op as in the reference.
+  done once, and the same op of all those edges runs as one batched op:
+
+  * the ReLU at the head of every :class:`~nasframe_core.ops.ReLUFirst` op is applied once;
+  * :class:`~nasframe_core.ops.ReLUConvBN` convolutions with equal kernel, stride and
+    dilation become one convolution over the concatenated weights;
+  * :class:`~nasframe_core.ops.DilConv` / :class:`~nasframe_core.ops.SepConv` of one kind
+    (kernel, stride, dilation) run on the edges' inputs stacked along the channels: each
+    depthwise stage is one grouped convolution, each pointwise stage one grouped 1x1
+    convolution;
+  * their batch norms become one batch norm over the stacked channels. Batch norm is per
+    channel, so this is the same math, running statistics included: the stacked running
+    means and variances are the per-edge ones side by side, and are written back to the
+    edges after the call. The architecture weights are folded in as the last batch norm's
+    scale;
+  * pooling is computed once per node; when the edges' batch norms normalise with batch
+    statistics (training), the normalised pooling is computed once too, and every edge's
+    running statistics are updated from it.
+
+  Everything else (e.g. :class:`~nasframe_core.ops.FactorizedReduce`) runs op by op as in
+  the reference.
 """
 from __future__ import annotations
 
@@ -26,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import Pool, ReLUConvBN
+from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -47,31 +60,136 @@ class MixedOp(nn.Module):
         return out
 
 
+def _plain_bn(bn) -> bool:
+    """An affine-free batch norm; with running statistics, at a fixed momentum."""
+    return (
+        isinstance(bn, nn.BatchNorm2d)
+        and not bn.affine
+        and (not bn.track_running_stats or bn.momentum is not None)
+    )
+
+
+def _bn_key(bn: nn.BatchNorm2d) -> tuple:
+    """Batch norms with equal keys can run as one over their channels side by side."""
+    return (bn.eps, bn.momentum, bn.track_running_stats)
+
+
+def _stacked_batch_norm(y: torch.Tensor, bns: list, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``cat([bn(chunk) for chunk, bn in zip(y.split(...), bns)], 1) * scale`` in one call.
+
+    Batch norm is per channel: with running statistics, the stacked running means and
+    variances are the batch norms' own side by side; the call updates the stacked copies
+    and they are written back, so every ``bn`` ends as if it had run on its chunk.
+    """
+    first = bns[0]
+    if not first.track_running_stats:
+        return F.batch_norm(y, None, None, scale, None, True, 0.0, first.eps)
+    if len(bns) == 1:
+        mean, var = first.running_mean, first.running_var
+    else:
+        mean = torch.cat([bn.running_mean for bn in bns])
+        var = torch.cat([bn.running_var for bn in bns])
+    out = F.batch_norm(y, mean, var, scale, None, first.training, first.momentum, first.eps)
+    if first.training:
+        with torch.no_grad():
+            if len(bns) > 1:
+                n = first.num_features
+                for bn, m, v in zip(bns, mean.split(n), var.split(n)):
+                    bn.running_mean.copy_(m)
+                    bn.running_var.copy_(v)
+            for bn in bns:
+                bn.num_batches_tracked.add_(1)
+    return out
+
+
 def _fusable_conv(op: nn.Module) -> bool:
     return (
         isinstance(op, ReLUConvBN)
         and op.same_padding
         and op.conv.groups == 1
         and op.conv.bias is None
-        and not op.bn.affine
-        and not op.bn.track_running_stats
+        and _plain_bn(op.bn)
     )
 
 
-class _ConvGroup:
-    """The ReLUConvBN ops leaving one node with equal kernel, stride and dilation."""
+def _sepdil_blocks(op: nn.Module) -> list:
+    """The :class:`DilConv` blocks of a DilConv/SepConv op (empty for any other op)."""
+    if type(op) is SepConv:
+        return [op.first, op.second]
+    if type(op) is DilConv:
+        return [op]
+    return []
 
-    def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
-        first = members[0][2]
+
+def _sepdil_key(op: nn.Module):
+    """The kind of a DilConv/SepConv op that can be batched with others of its kind; None if
+    it cannot be batched."""
+    blocks = _sepdil_blocks(op)
+    key = [type(op)]
+    for b in blocks:
+        dw, pw = b.depthwise, b.pointwise
+        if not (dw.groups == dw.in_channels == dw.out_channels and dw.bias is None and pw.bias is None
+                and pw.groups == 1 and pw.stride == (1, 1) and pw.padding == (0, 0) and _plain_bn(b.bn)):
+            return None
+        key.append((dw.in_channels, pw.out_channels, dw.kernel_size, dw.stride, dw.padding, dw.dilation,
+                    dw.padding_mode, _bn_key(b.bn)))
+    return tuple(key) if blocks else None
+
+
+class _Batched:
+    """Ops of one kind leaving one node, run as one: the base of the two kinds below."""
+
+    def __init__(self, members: list[tuple[int, int, nn.Module]], num_ops: int, channels: list[int]):
         self.ops = [m[2] for m in members]
-        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.eps = first.bn.eps
-        self.channels = [op.conv.out_channels for op in self.ops]
+        self.channels = channels
         self.targets = [row for row, _, _ in members]
         # for every output channel, its position in the flattened (edges x ops) weights:
         # one gather gives the batch norm scale that carries the architecture weights
-        self.flat_positions = [row * num_ops + col for (row, col, op) in members for _ in range(op.conv.out_channels)]
+        self.flat_positions = [row * num_ops + col for (row, col, _), c in zip(members, channels) for _ in range(c)]
         self.buffer_name = ""  # the index tensor is a buffer of the cell, so it follows .to(device)
+
+
+class _ConvGroup(_Batched):
+    """The ReLUConvBN ops leaving one node with equal kernel, stride and dilation."""
+
+    def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
+        super().__init__(members, num_ops, [m[2].conv.out_channels for m in members])
+        first = self.ops[0]
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+
+    def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
+        weight = torch.cat([op.conv.weight for op in self.ops], 0) if len(self.ops) > 1 else self.ops[0].conv.weight
+        y = F.conv2d(r, weight, None, self.stride, self.padding, self.dilation)
+        return _stacked_batch_norm(y, [op.bn for op in self.ops], scale)
+
+
+class _SepDilGroup(_Batched):
+    """DilConv or SepConv ops of one kind leaving one node, on the ReLU of the node stacked
+    once per op along the channels: per block, the depthwise convolutions are one grouped
+    convolution, the pointwise ones one grouped 1x1 convolution, the batch norms one."""
+
+    def __init__(self, members: list[tuple[int, int, nn.Module]], num_ops: int):
+        super().__init__(members, num_ops, [_sepdil_blocks(m[2])[-1].pointwise.out_channels for m in members])
+        self.blocks = list(zip(*[_sepdil_blocks(op) for op in self.ops]))  # per block, one per op
+
+    def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
+        n = len(self.ops)
+        h = stacks.get(n)
+        if h is None:
+            h = stacks[n] = torch.cat([r] * n, 1) if n > 1 else r
+        for i, blocks in enumerate(self.blocks):
+            dw, pw = blocks[0].depthwise, blocks[0].pointwise
+            if i:
+                h = F.relu(h)
+            if n > 1:
+                dw_weight = torch.cat([b.depthwise.weight for b in blocks], 0)
+                pw_weight = torch.cat([b.pointwise.weight for b in blocks], 0)
+            else:
+                dw_weight, pw_weight = dw.weight, pw.weight
+            h = F.conv2d(h, dw_weight, None, dw.stride, dw.padding, dw.dilation, n * dw.in_channels)
+            h = F.conv2d(h, pw_weight, None, 1, 0, 1, n)
+            h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == len(self.blocks) - 1 else None)
+        return h
 
 
 class _SourcePlan:
@@ -80,7 +198,7 @@ class _SourcePlan:
     def __init__(self, src: int):
         self.src = src
         self.needs_relu = False
-        self.groups: list[_ConvGroup] = []
+        self.groups: list[_Batched] = []
         self.identity: list[tuple[int, int]] = []
         self.pools: list[tuple[str, int, list]] = []
         self.after_relu: list[tuple[int, int, nn.Module]] = []
@@ -120,6 +238,7 @@ class MixedCell(CellBase):
         for src in sources:
             p = _SourcePlan(src)
             conv_groups: dict[tuple, list] = {}
+            sepdil_groups: dict[tuple, list] = {}
             pools: dict[tuple, list] = {}
             for edge in spec.edges:
                 if edge[0] != src:
@@ -128,22 +247,27 @@ class MixedCell(CellBase):
                 mixed = self.edges[edge_key(edge)]
                 for op, col in zip(mixed.ops.values(), mixed.columns):
                     flat = row * K + col
+                    sepdil = _sepdil_key(op)
                     if _fusable_conv(op):
-                        gkey = (op.kernel_size, op.stride, op.dilation, op.conv.in_channels, op.bn.eps)
+                        gkey = (op.kernel_size, op.stride, op.dilation, op.conv.in_channels, _bn_key(op.bn))
                         conv_groups.setdefault(gkey, []).append((row, col, op))
+                    elif sepdil is not None:
+                        sepdil_groups.setdefault(sepdil, []).append((row, col, op))
                     elif isinstance(op, nn.Identity):
                         p.identity.append((row, flat))
-                    elif isinstance(op, Pool) and (op.bn is None or not op.bn.affine):
-                        pools.setdefault((op.mode, op.stride), []).append((row, flat, op.bn))
+                    elif isinstance(op, Pool) and (op.bn is None or _plain_bn(op.bn)):
+                        bn_key = None if op.bn is None else _bn_key(op.bn)
+                        pools.setdefault((op.mode, op.stride, bn_key), []).append((row, flat, op.bn))
                     elif getattr(op, "relu_first", False):
                         p.after_relu.append((row, flat, op))
                     else:
                         p.single.append((row, flat, op))
             p.groups = [_ConvGroup(m, K) for m in conv_groups.values()]
+            p.groups += [_SepDilGroup(m, K) for m in sepdil_groups.values()]
             for g in p.groups:
                 g.buffer_name = f"_scale_index_{src}_{len(self._buffers)}"
                 self.register_buffer(g.buffer_name, torch.tensor(g.flat_positions), persistent=False)
-            p.pools = [(mode, stride, uses) for (mode, stride), uses in pools.items()]
+            p.pools = [(mode, stride, uses) for (mode, stride, _), uses in pools.items()]
             p.needs_relu = bool(p.groups or p.after_relu)
             plan.append(p)
         self._fused_plan = plan
@@ -178,19 +302,17 @@ class MixedCell(CellBase):
                 states[p.src] = _weighted_sum(done.pop(p.src), scaled.pop(p.src))
             x = states[p.src]
             r = F.relu(x) if p.needs_relu else None
+            stacks: dict[int, torch.Tensor] = {}  # r stacked n times along the channels, by n
             for g in p.groups:
-                weight = torch.cat([op.conv.weight for op in g.ops], 0) if len(g.ops) > 1 else g.ops[0].conv.weight
-                y = F.conv2d(r, weight, None, g.stride, g.padding, g.dilation)
-                # affine-free BN over the stacked channels, scaled by the architecture weights
-                y = F.batch_norm(y, None, None, flat_w[getattr(self, g.buffer_name)], None, True, 0.0, g.eps)
+                y = g.run(r, stacks, flat_w[getattr(self, g.buffer_name)])
                 for chunk, row in zip(y.split(g.channels, 1), g.targets):
                     done[target[row]].append(chunk)
             for row, flat in p.identity:
                 scaled[target[row]].append((x, flat_w[flat]))
             for mode, stride, uses in p.pools:
                 pooled = self._avg_pool(x, stride) if mode == "avg" else F.max_pool2d(x, 3, stride, 1)
-                for row, flat, bn in uses:
-                    scaled[target[row]].append((pooled if bn is None else bn(pooled), flat_w[flat]))
+                for (row, flat, _), out in zip(uses, _pool_outputs(pooled, [bn for _, _, bn in uses])):
+                    scaled[target[row]].append((out, flat_w[flat]))
             for row, flat, op in p.after_relu:
                 scaled[target[row]].append((op.after_relu(r), flat_w[flat]))
             for row, flat, op in p.single:
@@ -204,6 +326,27 @@ class MixedCell(CellBase):
         if self.fused:
             return self.forward_fused(inputs, weights)
         return self.forward_reference(inputs, weights)
+
+
+def _pool_outputs(pooled: torch.Tensor, bns: list) -> list[torch.Tensor]:
+    """``[pooled if bn is None else bn(pooled) for bn in bns]`` for batch norms of one kind.
+
+    With batch statistics (training, or no running statistics) every batch norm gives the
+    same tensor: it is computed once, and each batch norm's running statistics are updated
+    from ``pooled`` by the kernel batch norm itself uses.
+    """
+    first = bns[0]
+    if first is None:
+        return [pooled] * len(bns)
+    if first.track_running_stats and not first.training:
+        return [bn(pooled) for bn in bns]
+    out = F.batch_norm(pooled, None, None, None, None, True, 0.0, first.eps)
+    if first.track_running_stats:
+        with torch.no_grad():
+            for bn in bns:
+                torch.batch_norm_update_stats(pooled, bn.running_mean, bn.running_var, bn.momentum)
+                bn.num_batches_tracked.add_(1)
+    return [out] * len(bns)
 
 
 def _weighted_sum(done: list[torch.Tensor], scaled: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

@@ -200,3 +200,67 @@ def test_channels_last_gives_the_same_step(space_factory, float64):
     for x, y in zip(a1, a2):
         assert_close(x, y, 1e-10, 0.0, "alphas")
     assert_close(w1, w2, 1e-10, 0.0, "weights")
+
+
+def batch_norms(opt: DARTSOptimizer) -> list:
+    return [m for m in opt.graph.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.track_running_stats]
+
+
+def spread_running_statistics(opt: DARTSOptimizer, seed: int) -> None:
+    """Distinct running statistics in every batch norm, so a mix-up between edges shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in batch_norms(opt):
+            bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g, dtype=torch.float64))
+            bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g, dtype=torch.float64) + 0.5)
+
+
+def test_darts_cells_batch_the_edges_leaving_a_node(float64):
+    """Every sep/dil conv kind runs once per source node, over all the edges leaving it."""
+    from nasframe_darts.mixed import _SepDilGroup
+
+    opt = make(darts(), fused=True)
+    for cell in mixed_cells(opt):
+        out_degree = {src: sum(e[0] == src for e in cell.spec.edges) for src in cell.spec.inputs + cell.spec.nodes}
+        for p in cell._fused_plan:
+            groups = [g for g in p.groups if isinstance(g, _SepDilGroup)]
+            assert len(groups) == 4 and all(len(g.ops) == out_degree[p.src] for g in groups), p.src
+            # what is left to run op by op: at most the strided skip connection
+            assert all(type(op).__name__ == "FactorizedReduce" for _, _, op in p.after_relu + p.single)
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "nchw"])
+@pytest.mark.parametrize("unrolled", [False, True], ids=["first", "second"])
+def test_darts_steps_write_the_same_running_statistics(dtype, unrolled, channels_last):
+    """Two search steps of the DARTS supernet (batch norms with running statistics, 2 and 4
+    channels): fused and reference give the same losses, alphas, weights and running
+    statistics, and then the same evaluation logits."""
+    results = []
+    for fused in (True, False):
+        opt = make(darts(), fused=fused, seed=11, unrolled=unrolled, channels_last=channels_last,
+                   arch_learning_rate=0.05)
+        spread_alphas(opt, 12)
+        spread_running_statistics(opt, 13)
+        losses = []
+        for i in range(2):
+            out = opt.step(data(4, 40 + i), data(4, 50 + i))
+            losses += [out[2], out[3]]
+        bns = batch_norms(opt)
+        stats = [torch.cat([bn.running_mean for bn in bns]), torch.cat([bn.running_var for bn in bns])]
+        tracked = [int(bn.num_batches_tracked) for bn in bns]
+        alphas = [a.detach().clone() for a in opt.graph.arch_parameters()]
+        weights = torch.cat([p.detach().reshape(-1) for p in opt.graph.network.parameters()])
+        opt.graph.eval()
+        with torch.no_grad():
+            logits = opt.graph(data(4, 60)[0])
+        results.append((torch.stack(losses), stats, tracked, alphas, weights, logits))
+    (lf, sf, tf, af, wf, ef), (lr, sr, tr, ar, wr, er) = results
+    tol = TOLERANCE[dtype]
+    assert tf == tr and min(tr) == (10 if unrolled else 4)  # every batch norm ran in every forward (5 or 2 a step)
+    assert_close(lf, lr, tol, 0.0, "losses")
+    assert_close(sf[0], sr[0], tol, 0.0, "running means")
+    assert_close(sf[1], sr[1], tol, 0.0, "running variances")
+    for x, y in zip(af, ar):
+        assert_close(x, y, 10 * tol, 0.0, "alphas")
+    assert_close(wf, wr, 10 * tol, 0.0, "weights")
+    assert_close(ef, er, 10 * tol, 0.0, "eval logits")
