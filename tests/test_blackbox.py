@@ -279,13 +279,37 @@ def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb
     assert lines[2].startswith("benchmark nasbench201 (cifar10): test accuracy")
     result = json.loads((out / "result.json").read_text())
     spent = [e["spent_seconds"] for e in result["history"]]
-    assert spent[-2] < 20000 <= spent[-1] == result["spent_seconds"]
+    assert spent[-1] == result["spent_seconds"] <= 20000  # NB201's rule: the overrunning evaluation is dropped
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert f"budget     {len(spent)} evaluations" in shown and "epochs" not in shown
     assert main(["plot", str(out)]) == 0
     written = {Path(p).name for p in capsys.readouterr().out.split()}
     assert written == {"incumbent.png", "cell.png"}
+
+
+@pytest.mark.parametrize("name", ["re", "rs"])
+def test_the_evaluation_that_would_overrun_the_time_budget_ends_the_run_uncounted(tmp_path, nb201_csv, capsys, name):
+    """NB201's R_EA.py / RANDOM.py rule: the run stops at the first evaluation whose cost would take
+    the charged seconds past the budget, and that evaluation is not counted."""
+    timed, counted = tmp_path / "timed", tmp_path / "counted"
+    args = ["run", "--optimizer", name, "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
+            "--dataset", "cifar10", "--quiet"]
+    assert main([*args, "--set", "optimizer.time_budget=20000", "--out", str(timed)]) == 0
+    timed_history = json.loads((timed / "result.json").read_text())["history"]
+    n = len(timed_history)
+    # the same seed with one more evaluation allowed makes the dropped evaluation: it overruns
+    assert main([*args, "--set", f"optimizer.evaluations={n + 1}", "--out", str(counted)]) == 0
+    counted_history = json.loads((counted / "result.json").read_text())["history"]
+    assert [e["genotype"] for e in counted_history[:n]] == [e["genotype"] for e in timed_history]
+    assert timed_history[-1]["spent_seconds"] <= 20000 < counted_history[n]["spent_seconds"]
+    capsys.readouterr()
+
+
+def test_budget_admits_an_evaluation_only_within_the_seconds():
+    budget = Budget(seconds=100.0)
+    assert budget.admits(60.0, 40.0) and not budget.admits(60.0, 40.5)
+    assert Budget(evaluations=3).admits(1e9, 1e9)
 
 
 class StopAt:
