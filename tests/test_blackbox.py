@@ -396,3 +396,55 @@ def test_the_readme_optimizer_plugin_runs(tmp_path, nb201_csv):
     result = execute(_config("greedy", nb201_csv, **{"optimizer.evaluations": 30, "optimizer.explore": 0.5}),
                      host, out=tmp_path / "run", quiet=True)
     assert len(result["history"]) == 30 and result["benchmark"]["test_accuracy"] > 0
+
+
+def test_nb201_neighbour_draws_a_node_then_one_of_its_inputs():
+    """NB201's mutate_arch: node 1's only edge is mutated a third of the time, each of node 3's
+    three edges a ninth (a uniform edge would be a sixth each)."""
+    space = NasBench201SearchSpace()
+    g = NB201Genotype.from_str("|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|")
+    rng = np.random.default_rng(0)
+    counts = Counter()
+    for _ in range(9000):
+        m = space.random_neighbour(g, rng)
+        (k,) = [i for i, (a, b) in enumerate(zip(g.ops, m.ops)) if a != b]
+        counts[k] += 1
+    assert abs(counts[0] - 3000) < 250, counts  # edge 1<-0; sd about 45
+    for k in (1, 2):  # node 2's edges: a sixth each
+        assert abs(counts[k] - 1500) < 200, counts
+    for k in (3, 4, 5):  # node 3's edges: a ninth each
+        assert abs(counts[k] - 1000) < 200, counts
+
+
+def _table_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("blackbox_table", REPO / "benchmarks" / "blackbox_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["REA", "RS"])
+def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_scores_it(nb201_csv, name):
+    """At 200-epoch fidelity the script's array evaluator scores exactly as the space's table
+    evaluator (what `nasframe run` uses), so its runs are the plugin's runs."""
+    from nasframe_blackbox.optimizers import RandomSearch, RegularizedEvolution
+    from nasframe_core.blackbox import TableEvaluator
+    from nasframe_spaces.nasbench201.simulate import NB201Arrays
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    script = _table_script()
+    land = script.Landscape(NB201Arrays(nb201_csv), None, "cifar10", 200)
+    space = NasBench201SearchSpace()
+    space.attach_benchmark(load_nb201_table(nb201_csv))
+    for seed in (4, 10):
+        opt = (RegularizedEvolution if name == "REA" else RandomSearch)(time_budget=60000)
+        opt.adapt_search_space(space, "cifar10")
+        opt.start_search(TableEvaluator(space, "cifar10", seed + 1), seed)
+        while opt.search_step() is not None:
+            pass
+        assert opt.charged <= 60000
+        acc, n = script.run_search(name, NasBench201SearchSpace(), land, 60000, seed)
+        assert n == len(opt.history) > 15
+        assert acc == pytest.approx(opt.incumbent().test_accuracy, abs=1e-9)
