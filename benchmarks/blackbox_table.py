@@ -6,16 +6,24 @@ of the test accuracy over 500 runs) with the tables in /work/shared/data/nb201, 
 markdown table (or, with ``--json``, a JSON list of rows with keys ``optimizer``, ``dataset``,
 ``runs``, ``mean``, ``std``, ``published_mean``, ``published_std``).
 
+The searches are the plugin's optimizer classes (``nasframe_blackbox.optimizers``
+``RegularizedEvolution`` and ``RandomSearch``, what ``nasframe run --optimizer re|rs`` runs) on
+NB201's space, with the core's budget rule; only the evaluator is the script's own, scoring
+from arrays indexed by op code instead of the table's rows (at ``--fidelity 200`` it scores
+exactly as the space's table evaluator; ``tests/test_blackbox.py`` checks that).
+
 Protocol (NB201's ``exps/algos/R_EA.py`` and ``RANDOM.py`` defaults, the published table's):
 
 - budget: 12,000 simulated seconds per run (``--budget``); an evaluation whose time would
-  overrun the budget ends the run and is not counted (as NB201's scripts do);
+  overrun the budget ends the run and is not counted (as NB201's scripts do; NB201 never
+  cuts REA's initial population, the core's rule applies to every evaluation);
 - searched on: the validation accuracy after 12 epochs of training (``x-valid``; CIFAR-10
   searches on ``cifar10-valid``), charged its 12-epoch training time;
 - reported: the 200-epoch test accuracy of the architecture with the best search score
   (CIFAR-10: ``cifar10`` trained on train+valid, ``ori-test``; the others ``x-test``);
 - REA: population 10, tournament of 3 drawn with replacement, the child mutates one op of the
-  winner (a random node, then a random input of it, then a different op), the oldest dies;
+  winner (a random node, then a random input of it, then a different op: the NB201 space's
+  ``random_neighbour``), the oldest dies;
   RS: uniformly random cells.
 
 Differences from NB201's runs (what the data files support):
@@ -41,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -62,12 +69,11 @@ PUBLISHED = {
 }
 N_OPS, N_EDGES = 5, 6
 POWERS = [N_OPS ** k for k in range(N_EDGES)]
-#: NB201 edge order: node 1 <- 0; node 2 <- 0, 1; node 3 <- 0, 1, 2
-NODE_EDGES = ((0,), (1, 2), (3, 4, 5))
 
 
 class Landscape:
-    """One dataset's search signal, cost and reported accuracy, as lists indexed by op code."""
+    """One dataset's search signal, cost and reported accuracy, as lists indexed by op code
+    (the op indices of a cell's six edges read as a base-5 number)."""
 
     def __init__(self, arrays, proxy, dataset: str, fidelity: int, time_model: str = "data"):
         from nasframe_spaces.nasbench201.simulate import TIME_SCALE
@@ -83,69 +89,49 @@ class Landscape:
             seeds = arrays.seed_valid
         else:
             seeds = arrays.valid[dataset][:, None]
-        by_code = np.zeros(N_OPS ** N_EDGES, dtype=np.int64)
-        by_code[codes] = np.arange(n)
-        self.n_codes = N_OPS ** N_EDGES
-        order = by_code  # code -> row
+        order = np.zeros(N_OPS ** N_EDGES, dtype=np.int64)  # code -> row
+        order[codes] = np.arange(n)
+        self.dataset = dataset
         self.seconds = seconds[order].tolist()
         self.test = test[order].tolist()
-        n_seeds = np.sum(~np.isnan(seeds), axis=1)
         self.seeds = [[v for v in row if not math.isnan(v)] for row in seeds[order].tolist()]
-        self.n_seeds = n_seeds[order].tolist()
-
-    def evaluate(self, code: int, rng: random.Random) -> tuple[float, float]:
-        seeds = self.seeds[code]
-        return (seeds[rng.randrange(len(seeds))] if len(seeds) > 1 else seeds[0]), self.seconds[code]
 
 
-def mutate(code: int, rng: random.Random) -> int:
-    """One op of one edge changed: a random node, a random input of it, a different op."""
-    edges = NODE_EDGES[rng.randrange(3)]
-    edge = edges[rng.randrange(len(edges))]
-    old = (code // POWERS[edge]) % N_OPS
-    new = rng.randrange(N_OPS - 1)
-    new += new >= old
-    return code + (new - old) * POWERS[edge]
+def landscape_evaluator(land: Landscape, seed: int):
+    """An evaluator scoring NB201 genotypes from ``land`` (as the space's table evaluator does,
+    from arrays: one seed's accuracy drawn from the evaluator's generator, the charged time and
+    the reported test accuracy)."""
+    from nasframe_core.blackbox import Evaluation, Evaluator
+    from nasframe_spaces.nasbench201.codec import OPS
+
+    index = {op: i for i, op in enumerate(OPS)}
+    codes: dict = {}
+
+    class LandscapeEvaluator(Evaluator):
+        kind = "table"
+
+        def evaluate(self, genotype):
+            code = codes.get(genotype.ops)
+            if code is None:
+                code = codes[genotype.ops] = sum(index[op] * p for op, p in zip(genotype.ops, POWERS))
+            seeds = land.seeds[code]
+            valid = seeds[int(self.rng.integers(len(seeds)))] if len(seeds) > 1 else seeds[0]
+            return Evaluation(genotype, valid, land.seconds[code], land.test[code])
+
+    return LandscapeEvaluator(seed)
 
 
-def run_rea(land: Landscape, budget: float, rng: random.Random, population: int = 10, sample: int = 3):
-    pop: list[tuple[float, int]] = []
-    best, spent, n = None, 0.0, 0
-    while len(pop) < population:  # the initial population is charged but never cut off (as NB201)
-        code = rng.randrange(land.n_codes)
-        acc, cost = land.evaluate(code, rng)
-        spent += cost
-        n += 1
-        pop.append((acc, code))
-        if best is None or acc > best[0]:
-            best = (acc, code)
-    while spent < budget:
-        parent = max((pop[rng.randrange(len(pop))] for _ in range(sample)), key=lambda m: m[0])
-        child = mutate(parent[1], rng)
-        acc, cost = land.evaluate(child, rng)
-        if spent + cost > budget:
-            break
-        spent += cost
-        n += 1
-        pop.append((acc, child))
-        pop.pop(0)  # the oldest dies
-        if acc > best[0]:
-            best = (acc, child)
-    return land.test[best[1]], n
+def run_search(name: str, space, land: Landscape, budget: float, seed: int) -> tuple[float, int]:
+    """One run of the plugin's optimizer (the class ``nasframe run --optimizer re|rs`` runs) on
+    NB201's space until the time budget ends it: (the incumbent's test accuracy, evaluations)."""
+    from nasframe_blackbox.optimizers import RandomSearch, RegularizedEvolution
 
-
-def run_rs(land: Landscape, budget: float, rng: random.Random):
-    best, spent, n = None, 0.0, 0
-    while spent < budget:
-        code = rng.randrange(land.n_codes)
-        acc, cost = land.evaluate(code, rng)
-        if spent + cost > budget:
-            break
-        spent += cost
-        n += 1
-        if best is None or acc > best[0]:
-            best = (acc, code)
-    return land.test[best[1]], n
+    opt = (RegularizedEvolution if name == "REA" else RandomSearch)(time_budget=budget)
+    opt.adapt_search_space(space, land.dataset)
+    opt.start_search(landscape_evaluator(land, seed + 1), seed)
+    while opt.search_step() is not None:
+        pass
+    return opt.incumbent().test_accuracy, len(opt.history)
 
 
 def main(argv=None) -> int:
@@ -165,6 +151,9 @@ def main(argv=None) -> int:
         p.error("--runs must be at least 2 (a standard deviation needs two runs)")
     from nasframe_core.errors import NasframeError
     from nasframe_spaces.nasbench201.simulate import NB201Arrays, NB201Proxy12
+    from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+    space = NasBench201SearchSpace()
 
     data = Path(args.data)
     t0 = time.perf_counter()
@@ -176,9 +165,9 @@ def main(argv=None) -> int:
     rows = []
     for dataset in DATASETS:
         land = Landscape(arrays, proxy, dataset, args.fidelity, args.time_model)
-        for name, fn in (("REA", run_rea), ("RS", run_rs)):
+        for name in ("REA", "RS"):
             t1 = time.perf_counter()
-            results = [fn(land, args.budget, random.Random(args.seed * 1_000_003 + k)) for k in range(args.runs)]
+            results = [run_search(name, space, land, args.budget, 2 * (args.seed * 1_000_003 + k)) for k in range(args.runs)]
             acc = np.array([r[0] for r in results])
             pub = PUBLISHED[(name, dataset)]
             rows.append({

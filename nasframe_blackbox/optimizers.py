@@ -26,9 +26,9 @@ class RegularizedEvolution(BlackBoxOptimizer):
     The first ``population_size`` proposals are random. After that, each proposal is a
     mutation (one op of one kept edge changed) of the best of ``sample_size`` members drawn
     from the population (with replacement, as NB201/NATS's script); the new child joins the
-    population and the oldest member dies. The mutated edge is drawn uniformly among the kept
-    edges (NB201's script draws a node, then one of its inputs; ``benchmarks/blackbox_table.py``
-    does that when it reproduces NB201's table).
+    population and the oldest member dies. The mutation is the space's ``random_neighbour``:
+    by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
+    as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
     """
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,

@@ -61,8 +61,9 @@ class Evaluation:
 class Budget:
     """A search budget: at most ``evaluations`` evaluations and/or ``seconds`` charged seconds.
 
-    The search stops before the first evaluation that starts with the budget spent (so the
-    last evaluation may cross the seconds budget, as in NB201's and NATS-Bench's scripts).
+    The seconds rule is NB201's (``R_EA.py``, ``RANDOM.py``): an evaluation whose cost would
+    take the charged seconds past ``seconds`` ends the search and is not counted (it joins
+    neither the history nor the population), so a run never charges more than its budget.
     """
 
     evaluations: Optional[int] = None
@@ -77,6 +78,11 @@ class Budget:
     def spent(self, evaluations: int, seconds: float) -> bool:
         return (self.evaluations is not None and evaluations >= self.evaluations) or (
             self.seconds is not None and seconds >= self.seconds)
+
+    def admits(self, seconds: float, cost: float) -> bool:
+        """Whether an evaluation costing ``cost`` seconds, made with ``seconds`` already charged,
+        counts; when it does not, the search ends there."""
+        return self.seconds is None or seconds + cost <= self.seconds
 
     def fraction(self, evaluations: int, seconds: float) -> float:
         parts = []
@@ -262,6 +268,8 @@ class BlackBoxOptimizer(MetaOptimizer):
             evaluations = 100
         self.budget = Budget(evaluations or None, time_budget or None, train_epochs)
         self.history: list[Evaluation] = []
+        #: seconds charged by the evaluations in ``history`` (added in order, as the loop does)
+        self.charged = 0.0
         self.rng = np.random.default_rng(0)
         self.evaluator: Optional[Evaluator] = None
 
@@ -278,9 +286,16 @@ class BlackBoxOptimizer(MetaOptimizer):
         self.evaluator = evaluator
         self.rng = np.random.default_rng(seed)
 
-    def search_step(self) -> Evaluation:
-        """Propose one genotype, have it evaluated, learn from it; return the evaluation."""
+    def search_step(self) -> Optional[Evaluation]:
+        """Propose one genotype, have it evaluated, learn from it; return the evaluation.
+
+        An evaluation the budget does not admit (:meth:`Budget.admits`, NB201's rule) is
+        dropped unlearnt and ``None`` returned: the search is over.
+        """
         evaluation = self.evaluator.evaluate(self.propose())
+        if not self.budget.admits(self.charged, evaluation.cost):
+            return None
+        self.charged += evaluation.cost
         self.history.append(evaluation)
         self.observe(evaluation)
         return evaluation
@@ -331,6 +346,9 @@ class BlackBoxOptimizer(MetaOptimizer):
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.history = [self._load(e) for e in state["history"]]
+        self.charged = 0.0
+        for e in self.history:
+            self.charged += e.cost
 
     def _save(self, e: Evaluation) -> dict:
         return e.to_json()

@@ -23,11 +23,13 @@ log = logging.getLogger("nasframe")
 
 
 class _Spent:
-    """Evaluations made and seconds charged so far (checkpointed)."""
+    """Evaluations made and seconds charged so far, and whether an evaluation the seconds
+    budget did not admit ended the search (checkpointed)."""
 
     def __init__(self) -> None:
         self.evaluations, self.seconds = 0, 0.0
         self.best_valid: Optional[float] = None
+        self.ended = False
 
     def add(self, e: Evaluation) -> None:
         self.evaluations += 1
@@ -36,11 +38,13 @@ class _Spent:
             self.best_valid = e.valid_accuracy
 
     def state_dict(self) -> dict:
-        return {"evaluations": self.evaluations, "seconds": self.seconds, "best_valid": self.best_valid}
+        return {"evaluations": self.evaluations, "seconds": self.seconds, "best_valid": self.best_valid,
+                "ended": self.ended}
 
     def load_state_dict(self, state: dict) -> None:
         self.evaluations, self.seconds = int(state["evaluations"]), float(state["seconds"])
         self.best_valid = state["best_valid"]
+        self.ended = bool(state.get("ended", False))
 
 
 class BlackBoxJob(JobBase):
@@ -85,7 +89,7 @@ class BlackBoxJob(JobBase):
         return None  # a seconds budget ends when the evaluations' costs say so
 
     def has_next_round(self, epoch: int) -> bool:
-        return not self.budget.spent(self.spent.evaluations, self.spent.seconds)
+        return not self.spent.ended and not self.budget.spent(self.spent.evaluations, self.spent.seconds)
 
     def resume_point(self, epoch: int, history: list[dict]) -> str:
         return f"{self.spent.evaluations} evaluations, {self.spent.seconds:.0f} s charged ({self.budget.describe()})"
@@ -105,9 +109,13 @@ class BlackBoxJob(JobBase):
         host, opt = self.ctx.host, self.optimizer
         evaluated = []
         for i in range(self.evaluator.round_size):
-            if self.budget.spent(self.spent.evaluations, self.spent.seconds):
+            if self.spent.ended or self.budget.spent(self.spent.evaluations, self.spent.seconds):
                 break
-            e: Evaluation = opt.search_step()
+            e: Optional[Evaluation] = opt.search_step()
+            if e is None or not self.budget.admits(self.spent.seconds, e.cost):
+                # the evaluation would overrun the seconds budget: the search ends, it is not counted
+                self.spent.ended = True
+                break
             if self.budget.seconds is not None and not e.cost > 0:
                 raise NasframeError(
                     f"the {self.evaluator.kind} evaluator charges no time for {e.genotype}, so a time budget never "

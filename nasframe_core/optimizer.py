@@ -123,6 +123,8 @@ class MetaOptimizer(abc.ABC):
         evaluator that scores genotypes and the seed of the optimizer's own generator."""
         raise NasframeError(f"{type(self).__name__} trains with steps; it cannot run a black-box search")
 
-    def search_step(self) -> "Evaluation":
-        """Propose one genotype, have the evaluator score it, learn from it; return the evaluation."""
+    def search_step(self) -> Optional["Evaluation"]:
+        """Propose one genotype, have the evaluator score it, learn from it; return the evaluation,
+        or ``None`` when the budget does not admit it (the search is then over; the loop also
+        ends the search, uncounted, on an evaluation that ``Budget.admits`` refuses)."""
         raise NasframeError(f"{type(self).__name__} trains with steps; it cannot run a black-box search")

@@ -279,13 +279,37 @@ def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb
     assert lines[2].startswith("benchmark nasbench201 (cifar10): test accuracy")
     result = json.loads((out / "result.json").read_text())
     spent = [e["spent_seconds"] for e in result["history"]]
-    assert spent[-2] < 20000 <= spent[-1] == result["spent_seconds"]
+    assert spent[-1] == result["spent_seconds"] <= 20000  # NB201's rule: the overrunning evaluation is dropped
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert f"budget     {len(spent)} evaluations" in shown and "epochs" not in shown
     assert main(["plot", str(out)]) == 0
     written = {Path(p).name for p in capsys.readouterr().out.split()}
     assert written == {"incumbent.png", "cell.png"}
+
+
+@pytest.mark.parametrize("name", ["re", "rs"])
+def test_the_evaluation_that_would_overrun_the_time_budget_ends_the_run_uncounted(tmp_path, nb201_csv, capsys, name):
+    """NB201's R_EA.py / RANDOM.py rule: the run stops at the first evaluation whose cost would take
+    the charged seconds past the budget, and that evaluation is not counted."""
+    timed, counted = tmp_path / "timed", tmp_path / "counted"
+    args = ["run", "--optimizer", name, "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
+            "--dataset", "cifar10", "--quiet"]
+    assert main([*args, "--set", "optimizer.time_budget=20000", "--out", str(timed)]) == 0
+    timed_history = json.loads((timed / "result.json").read_text())["history"]
+    n = len(timed_history)
+    # the same seed with one more evaluation allowed makes the dropped evaluation: it overruns
+    assert main([*args, "--set", f"optimizer.evaluations={n + 1}", "--out", str(counted)]) == 0
+    counted_history = json.loads((counted / "result.json").read_text())["history"]
+    assert [e["genotype"] for e in counted_history[:n]] == [e["genotype"] for e in timed_history]
+    assert timed_history[-1]["spent_seconds"] <= 20000 < counted_history[n]["spent_seconds"]
+    capsys.readouterr()
+
+
+def test_budget_admits_an_evaluation_only_within_the_seconds():
+    budget = Budget(seconds=100.0)
+    assert budget.admits(60.0, 40.0) and not budget.admits(60.0, 40.5)
+    assert Budget(evaluations=3).admits(1e9, 1e9)
 
 
 class StopAt:
@@ -372,3 +396,55 @@ def test_the_readme_optimizer_plugin_runs(tmp_path, nb201_csv):
     result = execute(_config("greedy", nb201_csv, **{"optimizer.evaluations": 30, "optimizer.explore": 0.5}),
                      host, out=tmp_path / "run", quiet=True)
     assert len(result["history"]) == 30 and result["benchmark"]["test_accuracy"] > 0
+
+
+def test_nb201_neighbour_draws_a_node_then_one_of_its_inputs():
+    """NB201's mutate_arch: node 1's only edge is mutated a third of the time, each of node 3's
+    three edges a ninth (a uniform edge would be a sixth each)."""
+    space = NasBench201SearchSpace()
+    g = NB201Genotype.from_str("|none~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|none~2|")
+    rng = np.random.default_rng(0)
+    counts = Counter()
+    for _ in range(9000):
+        m = space.random_neighbour(g, rng)
+        (k,) = [i for i, (a, b) in enumerate(zip(g.ops, m.ops)) if a != b]
+        counts[k] += 1
+    assert abs(counts[0] - 3000) < 250, counts  # edge 1<-0; sd about 45
+    for k in (1, 2):  # node 2's edges: a sixth each
+        assert abs(counts[k] - 1500) < 200, counts
+    for k in (3, 4, 5):  # node 3's edges: a ninth each
+        assert abs(counts[k] - 1000) < 200, counts
+
+
+def _table_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("blackbox_table", REPO / "benchmarks" / "blackbox_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["REA", "RS"])
+def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_scores_it(nb201_csv, name):
+    """At 200-epoch fidelity the script's array evaluator scores exactly as the space's table
+    evaluator (what `nasframe run` uses), so its runs are the plugin's runs."""
+    from nasframe_blackbox.optimizers import RandomSearch, RegularizedEvolution
+    from nasframe_core.blackbox import TableEvaluator
+    from nasframe_spaces.nasbench201.simulate import NB201Arrays
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    script = _table_script()
+    land = script.Landscape(NB201Arrays(nb201_csv), None, "cifar10", 200)
+    space = NasBench201SearchSpace()
+    space.attach_benchmark(load_nb201_table(nb201_csv))
+    for seed in (4, 10):
+        opt = (RegularizedEvolution if name == "REA" else RandomSearch)(time_budget=60000)
+        opt.adapt_search_space(space, "cifar10")
+        opt.start_search(TableEvaluator(space, "cifar10", seed + 1), seed)
+        while opt.search_step() is not None:
+            pass
+        assert opt.charged <= 60000
+        acc, n = script.run_search(name, NasBench201SearchSpace(), land, 60000, seed)
+        assert n == len(opt.history) > 15
+        assert acc == pytest.approx(opt.incumbent().test_accuracy, abs=1e-9)

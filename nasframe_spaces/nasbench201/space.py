@@ -22,6 +22,9 @@ from .codec import EDGES, OPS, NB201Genotype
 from .tables import ENV_TABLE, _is_int_text, load_nb201_table, normalize_dataset, resolve_arch
 
 
+_EDGE_INDEX = {edge: k for k, edge in enumerate(EDGES)}
+
+
 class ResNetBasicBlock(nn.Module):
     """NB201's reduction block: two ReLU-conv-BN 3x3 (the first strided) plus a pooled 1x1 shortcut."""
 
@@ -147,6 +150,23 @@ class NasBench201SearchSpace(SearchSpace):
         if missing:
             raise NasframeError(f"an NB201 genotype needs an op on every edge; missing {missing}")
         return NB201Genotype(tuple(by_edge[e] for e in EDGES))
+
+    def random_genotype(self, rng) -> NB201Genotype:
+        """A uniformly drawn cell: the base class's draws (one op per edge, in edge order),
+        without building the intermediate choices."""
+        return NB201Genotype(tuple(OPS[int(rng.integers(len(OPS)))] for _ in EDGES))
+
+    def random_neighbour(self, genotype: NB201Genotype, rng) -> NB201Genotype:
+        """NB201's mutation (``R_EA.py``'s ``mutate_arch``): a uniformly drawn node (1..3), a
+        uniformly drawn input of it, then a different op drawn uniformly for that edge. Edges
+        into node 1 are thus mutated more often than with a uniform edge (1/3 against 1/6)."""
+        dst = 1 + int(rng.integers(3))
+        src = int(rng.integers(dst))
+        k = _EDGE_INDEX[(src, dst)]
+        old = OPS.index(genotype.ops[k])
+        new = int(rng.integers(len(OPS) - 1))
+        new += new >= old
+        return NB201Genotype((*genotype.ops[:k], OPS[new], *genotype.ops[k + 1:]))
 
     def genotype_choices(self, genotype: NB201Genotype) -> dict[str, list[Choice]]:
         return {"cell": [Choice(src, dst, op) for (src, dst), op in zip(EDGES, genotype.ops)]}
