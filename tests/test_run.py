@@ -90,7 +90,7 @@ def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
     "args, needle",
     [
         (["--dataset", "nope"], "unknown dataset 'nope'; installed:"),
-        (["--optimizer", "nope"], "unknown optimizer 'nope'; installed: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, pc_darts, sdarts"),
+        (["--optimizer", "nope"], "unknown optimizer 'nope'; installed: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts"),
         (["--search-space", "nope"], "unknown search space 'nope'; installed:"),
         (["--set", "run.nope=1"], "unknown config key 'run.nope'"),
         (["--set", "run.epochs=many"], "'run.epochs' must be a whole number"),
