@@ -83,7 +83,9 @@ def cmd_show(host, args) -> int:
     specs, warnings = None, result.get("warnings")
     if margins:
         try:
-            space = _space_of(host, run)
+            from .config import load_config_file
+
+            space = _space_of(host, load_config_file(run.file(CONFIG)))
             specs = space.cell_specs()
             if not info["finished"] and genotype and isinstance(last.get("alphas"), dict):
                 # a stopped run: judge its latest cell as a finished run would
@@ -105,11 +107,9 @@ def _metric(key: str, value: float) -> str:
     return f"{key.replace('_', ' ')} {value:.4f}"
 
 
-def _space_of(host, run: RunDir):
-    """The run's search space, built from its config.yaml (``None`` when it names none)."""
-    from .config import load_config_file
-
-    space_cfg = load_config_file(run.file(CONFIG)).get("search_space") or {}
+def _space_of(host, cfg: dict):
+    """The run's search space, built from its loaded config.yaml (``None`` when it names none)."""
+    space_cfg = cfg.get("search_space") or {}
     if not space_cfg.get("name"):
         return None
     return host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
@@ -131,7 +131,7 @@ def cmd_plot(host, args) -> int:
     from .plotting import plot_alphas, plot_cells, plot_incumbent
 
     cfg = load_config_file(run.file(CONFIG))
-    space = _space_of(host, run)
+    space = _space_of(host, cfg)
     title = (f"{(cfg.get('optimizer') or {}).get('name')} on {(cfg.get('search_space') or {}).get('name')}, "
              f"{(cfg.get('dataset') or {}).get('name')}")
     result = run.read_result() or {}
