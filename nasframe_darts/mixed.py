@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv
+from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv, depthwise_conv2d
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -186,7 +186,7 @@ class _SepDilGroup(_Batched):
                 pw_weight = torch.cat([b.pointwise.weight for b in blocks], 0)
             else:
                 dw_weight, pw_weight = dw.weight, pw.weight
-            h = F.conv2d(h, dw_weight, None, dw.stride, dw.padding, dw.dilation, n * dw.in_channels)
+            h = depthwise_conv2d(h, dw_weight, dw.stride, dw.padding, dw.dilation)
             h = F.conv2d(h, pw_weight, None, 1, 0, 1, n)
             h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == len(self.blocks) - 1 else None)
         return h
