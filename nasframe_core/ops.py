@@ -35,20 +35,32 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     d = d[0]
     same = ((kh - 1) // 2, (kw - 1) // 2)
     if s[0] == d:
-        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, same, 1, groups)
+        return _same_depthwise(x[:, :, ::d, ::d], weight, same)
     N, C, H, W = x.shape
     if H % d or W % d:
         return F.conv2d(x, weight, None, s, p, d, groups)
     h, w = H // d, W // d
-    if x.is_contiguous(memory_format=torch.channels_last):  # split and interleave in that storage
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    if channels_last:  # split and interleave in that storage
         phases = x.permute(0, 2, 3, 1).reshape(N, h, d, w, d, C).permute(2, 4, 0, 1, 3, 5)
         phases = phases.reshape(d * d * N, h, w, C).permute(0, 3, 1, 2)
-        y = F.conv2d(phases, weight, None, 1, same, 1, groups)  # (d*d*N, C, h, w)
+    else:
+        phases = x.reshape(N, C, h, d, w, d).permute(3, 5, 0, 1, 2, 4).reshape(d * d * N, C, h, w)
+    y = _same_depthwise(phases, weight, same)  # (d*d*N, C, h, w)
+    if channels_last:
         y = y.permute(0, 2, 3, 1).reshape(d, d, N, h, w, C).permute(2, 3, 0, 4, 1, 5)
         return y.reshape(N, H, W, C).permute(0, 3, 1, 2)
-    phases = x.reshape(N, C, h, d, w, d).permute(3, 5, 0, 1, 2, 4).reshape(d * d * N, C, h, w)
-    y = F.conv2d(phases, weight, None, 1, same, 1, groups)
     return y.reshape(d, d, N, C, h, w).permute(2, 3, 4, 0, 5, 1).reshape(N, C, H, W)
+
+
+def _same_depthwise(x: torch.Tensor, weight: torch.Tensor, same: tuple) -> torch.Tensor:
+    """The undilated stride-1 depthwise convolution with padding ``same``. On images smaller
+    than the kernel the padding is explicit: there oneDNN's backward pass would fall back to a
+    slow generic kernel (3x on a 5x5 kernel over 4x4 images)."""
+    if x.shape[-2] < weight.shape[-2] or x.shape[-1] < weight.shape[-1]:
+        x = F.pad(x, (same[1], same[1], same[0], same[0]))
+        same = (0, 0)
+    return F.conv2d(x, weight, None, 1, same, 1, weight.shape[0])
 
 
 def _pair(v) -> tuple:

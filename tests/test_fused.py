@@ -264,3 +264,22 @@ def test_darts_steps_write_the_same_running_statistics(dtype, unrolled, channels
         assert_close(x, y, 10 * tol, 0.0, "alphas")
     assert_close(wf, wr, 10 * tol, 0.0, "weights")
     assert_close(ef, er, 10 * tol, 0.0, "eval logits")
+
+
+@pytest.mark.parametrize("needs", ["both", "input", "weight"])
+def test_grouped_pointwise_equals_the_grouped_convolution(needs):
+    from nasframe_darts.mixed import grouped_pointwise
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 12, 5, 4, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(9, 4, 1, 1, generator=g, dtype=torch.float64)
+    x.requires_grad_(needs in ("both", "input"))
+    w.requires_grad_(needs in ("both", "weight"))
+    inputs = [t for t in (x, w) if t.requires_grad]
+    expected = F.conv2d(x, w, None, 1, 0, 1, 3)
+    out = grouped_pointwise(x, w, 3)
+    assert out.grad_fn is not None and "GroupedPointwise" in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    go = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(out, inputs, go), torch.autograd.grad(expected, inputs, go)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
