@@ -23,37 +23,57 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     CPU kernels are slow on dilated depthwise convolutions (the backward pass above all:
     5-10x the undilated one). With dilation d and "same" padding d*(k-1)/2, output pixel
     (h, w) reads only the input pixels congruent to (h, w) mod d, so the convolution is the
-    undilated one with padding (k-1)/2 on each of the d*d phase sub-images; at stride d only
-    the phase (0, 0) is read. The same math, values and gradients; other cases run as given.
+    undilated one with padding (k-1)/2 on each of the d*d phase sub-images (:func:`phase_split`);
+    at stride d only the phase (0, 0) is read. The same math, values and gradients; other
+    cases run as given.
     """
-    groups = weight.shape[0]
+    plan = dilated_plan(x, weight, stride, padding, dilation)
+    if plan is None:
+        return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
+    mode, d, same = plan
+    if mode == "subsample":
+        return same_depthwise(x[:, :, ::d, ::d], weight, same)
+    return phase_merge(same_depthwise(phase_split(x, d), weight, same), d, x.shape[0])
+
+
+def dilated_plan(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation):
+    """How :func:`depthwise_conv2d` rewrites a dilated depthwise convolution of ``x``:
+    ``("phases", d, same)``, ``("subsample", d, same)`` or None (run as given)."""
     d, s, p = _pair(dilation), _pair(stride), _pair(padding)
     kh, kw = weight.shape[-2:]
     if (x.device.type != "cpu" or d[0] != d[1] or d[0] == 1 or s[0] != s[1] or s[0] not in (1, d[0])
             or kh % 2 == 0 or kw % 2 == 0 or p != (d[0] * (kh - 1) // 2, d[0] * (kw - 1) // 2)):
-        return F.conv2d(x, weight, None, s, p, d, groups)
+        return None
     d = d[0]
     same = ((kh - 1) // 2, (kw - 1) // 2)
     if s[0] == d:
-        return _same_depthwise(x[:, :, ::d, ::d], weight, same)
+        return "subsample", d, same
+    if x.shape[-2] % d or x.shape[-1] % d:
+        return None
+    return "phases", d, same
+
+
+def phase_split(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(N, C, H, W) -> (d*d*N, C, H/d, W/d): the d*d phase sub-images ``x[:, :, a::d, b::d]``,
+    phase-major along the batch, in one copy that keeps channels-last storage."""
     N, C, H, W = x.shape
-    if H % d or W % d:
-        return F.conv2d(x, weight, None, s, p, d, groups)
     h, w = H // d, W // d
-    channels_last = x.is_contiguous(memory_format=torch.channels_last)
-    if channels_last:  # split and interleave in that storage
+    if x.is_contiguous(memory_format=torch.channels_last):
         phases = x.permute(0, 2, 3, 1).reshape(N, h, d, w, d, C).permute(2, 4, 0, 1, 3, 5)
-        phases = phases.reshape(d * d * N, h, w, C).permute(0, 3, 1, 2)
-    else:
-        phases = x.reshape(N, C, h, d, w, d).permute(3, 5, 0, 1, 2, 4).reshape(d * d * N, C, h, w)
-    y = _same_depthwise(phases, weight, same)  # (d*d*N, C, h, w)
-    if channels_last:
+        return phases.reshape(d * d * N, h, w, C).permute(0, 3, 1, 2)
+    return x.reshape(N, C, h, d, w, d).permute(3, 5, 0, 1, 2, 4).reshape(d * d * N, C, h, w)
+
+
+def phase_merge(y: torch.Tensor, d: int, N: int) -> torch.Tensor:
+    """The inverse of :func:`phase_split`: interleave the phases back into (N, C, H, W)."""
+    C, h, w = y.shape[1:]
+    if y.is_contiguous(memory_format=torch.channels_last):
         y = y.permute(0, 2, 3, 1).reshape(d, d, N, h, w, C).permute(2, 3, 0, 4, 1, 5)
-        return y.reshape(N, H, W, C).permute(0, 3, 1, 2)
-    return y.reshape(d, d, N, C, h, w).permute(2, 3, 4, 0, 5, 1).reshape(N, C, H, W)
+        return y.reshape(N, h * d, w * d, C).permute(0, 3, 1, 2)
+    return y.reshape(d, d, N, C, h, w).permute(2, 3, 4, 0, 5, 1).reshape(N, C, h * d, w * d)
 
 
-def _same_depthwise(x: torch.Tensor, weight: torch.Tensor, same: tuple) -> torch.Tensor:
+def same_depthwise(x: torch.Tensor, weight: torch.Tensor, same: tuple) -> torch.Tensor:
     """The undilated stride-1 depthwise convolution with padding ``same``. On images smaller
     than the kernel the padding is explicit: there oneDNN's backward pass would fall back to a
     slow generic kernel (3x on a 5x5 kernel over 4x4 images)."""

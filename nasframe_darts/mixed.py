@@ -17,7 +17,10 @@ parameters:
   * :class:`~nasframe_core.ops.DilConv` / :class:`~nasframe_core.ops.SepConv` of one kind
     (kernel, stride, dilation) run on the edges' inputs stacked along the channels: each
     depthwise stage is one grouped convolution, each pointwise stage one grouped 1x1
-    convolution;
+    convolution (on CPUs, its weight gradient is one batched matrix product);
+  * on CPUs a dilated DilConv runs whole on the phase sub-images of the node's ReLU
+    (:func:`~nasframe_core.ops.phase_split`, once per node), where its convolution is an
+    undilated one, and its output is interleaved back once;
   * their batch norms become one batch norm over the stacked channels. Batch norm is per
     channel, so this is the same math, running statistics included: the stacked running
     means and variances are the per-edge ones side by side, and are written back to the
@@ -39,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv, depthwise_conv2d
+from nasframe_core.ops import (DilConv, Pool, ReLUConvBN, SepConv, depthwise_conv2d, dilated_plan, phase_merge,
+                               phase_split, same_depthwise)
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -174,22 +178,64 @@ class _SepDilGroup(_Batched):
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         n = len(self.ops)
-        h = stacks.get(n)
-        if h is None:
-            h = stacks[n] = torch.cat([r] * n, 1) if n > 1 else r
+        first = self.blocks[0][0].depthwise
+        plan = None
+        if len(self.blocks) == 1:  # a DilConv: its dilated convolution may be rewritten
+            plan = dilated_plan(r, first.weight, first.stride, first.padding, first.dilation)
+        if plan is None:
+            h = _stacked(r, n, stacks, ("relu",))
+        else:
+            # run the whole op (depthwise, pointwise, batch norm) on the phase sub-images of
+            # the ReLU (or on its phase (0, 0) at stride d), split once per node: the pointwise
+            # convolution and the batch norm see the same pixels in another order
+            mode, d, same = plan
+            h = _stacked(r, n, stacks, (mode, d))
+        last = len(self.blocks) - 1
         for i, blocks in enumerate(self.blocks):
             dw, pw = blocks[0].depthwise, blocks[0].pointwise
             if i:
-                h = F.relu(h)
+                h = F.relu(h, inplace=True)  # on a batch norm's output, which its backward does not need
             if n > 1:
                 dw_weight = torch.cat([b.depthwise.weight for b in blocks], 0)
                 pw_weight = torch.cat([b.pointwise.weight for b in blocks], 0)
             else:
                 dw_weight, pw_weight = dw.weight, pw.weight
-            h = depthwise_conv2d(h, dw_weight, dw.stride, dw.padding, dw.dilation)
+            if plan is None:
+                h = depthwise_conv2d(h, dw_weight, dw.stride, dw.padding, dw.dilation)
+            else:
+                h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
-            h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == len(self.blocks) - 1 else None)
+            h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == last else None)
+        if plan is not None and plan[0] == "phases":
+            h = phase_merge(h, plan[1], r.shape[0])
         return h
+
+
+def _stacked(r: torch.Tensor, n: int, stacks: dict, key: tuple) -> torch.Tensor:
+    """``r`` (as ``key`` says: itself, its phases, its phase (0, 0)) stacked ``n`` times along
+    the channels; cached in ``stacks`` for the other groups of the node."""
+    stacked = stacks.get(key + (n,))
+    if stacked is not None:
+        return stacked
+    base = stacks.get(key + (1,))
+    if base is None:
+        kind = key[0]
+        if kind == "phases":
+            base = phase_split(r, key[1])
+        elif kind == "subsample":
+            base = r[:, :, :: key[1], :: key[1]]
+        else:
+            base = r
+        stacks[key + (1,)] = base
+    if n == 1:
+        return base
+    # repeat, not cat: its backward sums the n gradients in one pass
+    if r.is_contiguous(memory_format=torch.channels_last):
+        stacked = base.permute(0, 2, 3, 1).repeat(1, 1, 1, n).permute(0, 3, 1, 2)
+    else:
+        stacked = base.repeat(1, n, 1, 1)
+    stacks[key + (n,)] = stacked
+    return stacked
 
 
 class _GroupedPointwise(torch.autograd.Function):
@@ -342,7 +388,7 @@ class MixedCell(CellBase):
                 states[p.src] = _weighted_sum(done.pop(p.src), scaled.pop(p.src))
             x = states[p.src]
             r = F.relu(x) if p.needs_relu else None
-            stacks: dict[int, torch.Tensor] = {}  # r stacked n times along the channels, by n
+            stacks: dict[tuple, torch.Tensor] = {}  # r (or its phases) stacked n times along the channels
             for g in p.groups:
                 y = g.run(r, stacks, flat_w[getattr(self, g.buffer_name)])
                 for chunk, row in zip(y.split(g.channels, 1), g.targets):
