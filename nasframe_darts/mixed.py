@@ -42,8 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import (DilConv, Pool, ReLUConvBN, SepConv, depthwise_conv2d, dilated_plan, phase_merge,
-                               phase_split, same_depthwise)
+from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv, dilated_plan, phase_merge, phase_split, same_depthwise
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -200,8 +199,8 @@ class _SepDilGroup(_Batched):
                 pw_weight = torch.cat([b.pointwise.weight for b in blocks], 0)
             else:
                 dw_weight, pw_weight = dw.weight, pw.weight
-            if plan is None:
-                h = depthwise_conv2d(h, dw_weight, dw.stride, dw.padding, dw.dilation)
+            if plan is None:  # as given: SepConv blocks are undilated; for a DilConv, dilated_plan declined
+                h = F.conv2d(h, dw_weight, None, dw.stride, dw.padding, dw.dilation, dw_weight.shape[0])
             else:
                 h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
