@@ -16,10 +16,12 @@ def _open(path: str) -> RunDir:
     return RunDir(p)
 
 
-def summary(run: RunDir) -> dict:
-    from .config import load_config_file
+def summary(run: RunDir, cfg: dict | None = None) -> dict:
+    """What ``nasframe show --json`` prints; ``cfg``: the run's config.yaml when already loaded."""
+    if cfg is None:
+        from .config import load_config_file
 
-    cfg = load_config_file(run.file(CONFIG))
+        cfg = load_config_file(run.file(CONFIG))
     metrics = run.read_metrics()
     result = run.read_result()
     epochs = (cfg.get("run") or {}).get("epochs")
@@ -38,8 +40,11 @@ def summary(run: RunDir) -> dict:
 
 
 def cmd_show(host, args) -> int:
+    from .config import load_config_file
+
     run = _open(args.run_dir)
-    info = summary(run)
+    cfg = load_config_file(run.file(CONFIG))
+    info = summary(run, cfg)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -83,9 +88,7 @@ def cmd_show(host, args) -> int:
     specs, warnings = None, result.get("warnings")
     if margins:
         try:
-            from .config import load_config_file
-
-            space = _space_of(host, load_config_file(run.file(CONFIG)))
+            space = _space_of(host, cfg)
             specs = space.cell_specs()
             if not info["finished"] and genotype and isinstance(last.get("alphas"), dict):
                 # a stopped run: judge its latest cell as a finished run would
