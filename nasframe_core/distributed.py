@@ -21,6 +21,16 @@ class RankLost(NasframeError):
     exit_code = 4
 
 
+#: the run directory, once every rank knows it (see :func:`share_run_dir`)
+_run_dir: Optional[str] = None
+
+
+def _resume_hint() -> str:
+    if _run_dir is None:
+        return "continue with --resume and the run's directory"
+    return f"continue with --resume {_run_dir}"
+
+
 def _collective(fn, *args) -> None:
     try:
         fn(*args)
@@ -28,8 +38,18 @@ def _collective(fn, *args) -> None:
         detail = " ".join(str(exc).split())[:160]
         raise RankLost(
             f"rank {rank()} stopped because another rank failed ({detail}); "
-            f"the last checkpoint is kept (continue with --resume RUN_DIR)"
+            f"the last checkpoint is kept ({_resume_hint()})"
         ) from None
+
+
+def share_run_dir(path) -> None:
+    """Tell every rank the run directory that rank 0 created (``path`` on rank 0; other
+    ranks pass anything), so that a rank that stops names the directory to resume."""
+    global _run_dir
+    shared = [None if path is None else str(path)]
+    if active():
+        _collective(dist.broadcast_object_list, shared, 0)
+    _run_dir = shared[0]
 
 
 def active() -> bool:
@@ -77,7 +97,7 @@ def init_from_env(device: torch.device, timeout_s: Optional[float] = None) -> bo
     def stopped(signum, frame):  # pragma: no cover - exercised in a subprocess
         print(
             f"nasframe: error: rank {my_rank} stopped because another rank failed or the launcher stopped "
-            f"the job; the last checkpoint is kept (continue with --resume RUN_DIR)",
+            f"the job; the last checkpoint is kept ({_resume_hint()})",
             file=sys.stderr,
             flush=True,
         )
@@ -88,6 +108,8 @@ def init_from_env(device: torch.device, timeout_s: Optional[float] = None) -> bo
 
 
 def shutdown() -> None:
+    global _run_dir
+    _run_dir = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -179,7 +179,7 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
         run_dir = RunDir.create(out if out is not None else default_run_dir(config.command))
     if not main:
         run_dir = None
-    distributed.barrier()
+    distributed.share_run_dir(run_dir.path if run_dir is not None else None)
 
     ctx.run_dir = run_dir
     logger = logging.getLogger("nasframe")

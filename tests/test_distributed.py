@@ -161,6 +161,7 @@ def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
     assert proc.returncode != 0
     assert time.time() - t0 < 180  # stopped, not hung until a collective timeout
     assert "rank 0 stopped because another rank failed" in proc.stderr, proc.stderr[-3000:]
+    assert f"--resume {tmp_path / 'run'}" in proc.stderr and "RUN_DIR" not in proc.stderr
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1  # the last good epoch is kept
 
