@@ -19,11 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nasframe_core.data import KNOWN_DATASETS
-from nasframe_darts import DARTSOptimizer
-
-from step_time import build_space
-
+from step_time import step_arguments, step_setup
 
 
 class ConvFlops(TorchDispatchMode):
@@ -66,22 +62,10 @@ def dense_conv_gflops(batch: int, channels: int, size: int, repeats: int) -> flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", choices=("nasbench201", "darts"), default="darts")
-    ap.add_argument("--mode", choices=("first", "second"), default="first")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap = step_arguments(__doc__, space="darts", batch=16)
     ap.add_argument("--steps", type=int, default=3)
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    opt = DARTSOptimizer(unrolled=a.mode == "second", device="cpu")
-    opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
-    opt.before_training()
-    g = torch.Generator().manual_seed(1)
-    xt, xv = (torch.randn(a.batch, 3, 32, 32, generator=g) for _ in range(2))
-    yt, yv = (torch.randint(0, 10, (a.batch,), generator=g) for _ in range(2))
+    opt, (xt, yt), (xv, yv) = step_setup(a)
     opt.step((xt, yt), (xv, yv))  # warm-up
     counter = ConvFlops()
     with counter:

@@ -40,29 +40,42 @@ def build_space(name: str):
     return DartsSearchSpace(C=16, layers=8)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", choices=("nasbench201", "darts"), default="nasbench201")
+def step_arguments(description: str, space: str = "nasbench201", batch: int = 64) -> argparse.ArgumentParser:
+    """The options every step benchmark takes: space, order, batch, threads, optimizer."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", choices=("nasbench201", "darts"), default=space)
     ap.add_argument("--mode", choices=("first", "second"), default="first")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--impl", choices=("fused", "reference"), default="fused")
     ap.add_argument("--optimizer", choices=tuple(FAMILY), default="darts")
-    a = ap.parse_args()
+    return ap
+
+
+def step_setup(a, device: str = "cpu", fused: bool = True):
+    """The optimizer of ``a`` (parsed :func:`step_arguments`) on its space, and a random
+    train and validation batch: ``(opt, (x_train, y_train), (x_val, y_val))``."""
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    dev = torch.device(a.device)
     settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
-    opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=a.device, fused=a.impl == "fused", **settings)
+    opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, **settings)
     opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
     opt.before_training()
     g = torch.Generator().manual_seed(1)
-    xt, xv = (torch.randn(a.batch, 3, 32, 32, generator=g).to(dev) for _ in range(2))
-    yt, yv = (torch.randint(0, 10, (a.batch,), generator=g).to(dev) for _ in range(2))
+    xt, xv = (torch.randn(a.batch, 3, 32, 32, generator=g).to(device) for _ in range(2))
+    yt, yv = (torch.randint(0, 10, (a.batch,), generator=g).to(device) for _ in range(2))
+    return opt, (xt, yt), (xv, yv)
+
+
+def main() -> None:
+    ap = step_arguments(__doc__)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--impl", choices=("fused", "reference"), default="fused")
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    opt, (xt, yt), (xv, yv) = step_setup(a, a.device, fused=a.impl == "fused")
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(a.warmup):
