@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How far a search step is from the machine's limit: convolution FLOP/s achieved vs peak.
 
-Counts the convolution FLOPs of one DARTS search step (forward and backward, as the
-optimizer runs it, counted by ``torch.utils.flop_counter``), times the step, and times a
+Counts the convolution FLOPs of one search step (forward and backward, as the optimizer
+runs it; a dispatch mode counts every ATen convolution call), times the step, and times a
 large dense 3x3 convolution (forward and backward) to measure what this machine's
 convolution kernels reach. Prints one JSON line.
 
@@ -10,7 +10,6 @@ convolution kernels reach. Prints one JSON line.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -79,7 +78,7 @@ def main() -> None:
     step_s = statistics.median(times)
     peak = dense_conv_gflops(32, 256, 16, 3)
     achieved = conv_flops / step_s / 1e9
-    print(json.dumps({"space": a.space, "mode": a.mode, "batch": a.batch, "threads": torch.get_num_threads(),
+    print(json.dumps({"optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "threads": torch.get_num_threads(),
                       "conv_gflop_per_step": conv_flops / 1e9,
                       "step_s": step_s, "achieved_conv_gflops": achieved, "dense_conv_gflops": peak,
                       "fraction_of_peak": achieved / peak}))

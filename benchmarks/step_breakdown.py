@@ -4,7 +4,9 @@
 Times every ATen call of one step (a ``TorchDispatchMode`` around each call, so the kernels
 of the backward pass are counted too) and groups them: convolution forward and backward,
 batch norm, matmul, pooling, copies and layout changes, elementwise math. Prints the
-plain step time, then the groups and the slowest operations by shape.
+plain step time, then the groups and the slowest operations by shape. On the DARTS space,
+"matmul" is the weight gradient of the grouped 1x1 convolutions (batched matrix products),
+and average pooling runs as a box-sum convolution, so it counts as convolution.
 
     python benchmarks/step_breakdown.py --space darts --mode second --batch 16 --threads 2
     python benchmarks/step_breakdown.py --space nasbench201 --mode first --batch 64 --threads 2
@@ -15,7 +17,6 @@ charged memory-bound kernels (copies, ReLU backward) with several times their re
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import statistics
 import time
@@ -25,22 +26,36 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from step_time import step_arguments, step_setup
 
+#: ATen operations by base name (``aten.NAME.overload``); ``_foreach_*`` are elementwise
 GROUPS = (
-    ("convolution forward", ("convolution.", "mkldnn_convolution", "_convolution.")),
-    ("convolution backward", ("convolution_backward",)),
-    ("batch norm", ("batch_norm",)),
-    ("matmul", ("bmm", ".mm.", "addmm", "matmul", "baddbmm")),
-    ("pooling", ("pool",)),
-    ("copies and layout", ("cat.", "clone", "copy_", "repeat", "constant_pad_nd", "slice_backward", "select_backward",
-                           "index", "fill_", "zero_", "zeros", "_to_copy", "contiguous", "stack", "split")),
-    ("elementwise", ("add", "mul", "sub", "div", "relu", "threshold", "sum", "mean", "neg", "exp", "softmax",
-                     "clamp", "sqrt", "pow", "where", "norm", "sign", "log", "sigmoid", "lerp")),
+    ("convolution forward", {"convolution"}),
+    ("convolution backward", {"convolution_backward"}),
+    ("batch norm", {"native_batch_norm", "native_batch_norm_backward", "batch_norm_update_stats",
+                    "_native_batch_norm_legit", "_native_batch_norm_legit_functional"}),
+    ("matmul", {"bmm", "mm", "addmm", "baddbmm", "dot", "vdot"}),
+    ("pooling", {"max_pool2d_with_indices", "max_pool2d_with_indices_backward", "avg_pool2d",
+                 "avg_pool2d_backward"}),
+    ("copies and layout", {"cat", "clone", "copy_", "repeat", "constant_pad_nd", "slice_backward", "select_backward",
+                           "index", "index_put", "index_put_", "_index_put_impl_", "fill_", "zero_", "zeros",
+                           "zeros_like", "new_zeros", "_to_copy", "stack", "index_select", "gather", "scatter",
+                           "scatter_add"}),
+    ("elementwise", {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "addcmul", "addcmul_", "addcdiv",
+                     "addcdiv_", "relu", "relu_", "threshold_backward", "sum", "mean", "neg", "exp", "_softmax",
+                     "_softmax_backward_data", "_log_softmax", "_log_softmax_backward_data", "clamp", "clamp_min",
+                     "clamp_min_", "sqrt", "pow", "where", "linalg_vector_norm", "sign", "log", "sigmoid", "lerp_",
+                     "nll_loss_forward", "nll_loss_backward", "reciprocal", "rsqrt", "maximum", "minimum", "lt", "gt",
+                     "eq", "ne", "ge", "le", "abs", "masked_fill", "masked_fill_"}),
 )
 
 
 def group_of(name: str) -> str:
-    for group, keys in GROUPS:
-        if any(k in name for k in keys):
+    """The group of an ATen operation named ``aten.NAME.overload`` (``other``: views,
+    allocation and anything not listed)."""
+    base = name.split(".")[1] if name.startswith("aten.") and name.count(".") >= 1 else name
+    if base.startswith("_foreach_"):
+        return "elementwise"
+    for group, names in GROUPS:
+        if base in names:
             return group
     return "other"
 
@@ -74,6 +89,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="plain steps timed before the broken-down one")
     ap.add_argument("--top", type=int, default=12, help="operations (by shape) listed")
     a = ap.parse_args()
+    if a.steps < 1:
+        ap.error("--steps must be at least 1")
     opt, (xt, yt), (xv, yv) = step_setup(a)
     opt.step((xt, yt), (xv, yv))  # warm-up: primitive caches, allocator
     plain = []
@@ -100,7 +117,8 @@ def main() -> None:
     print(f"{'group':22s} {'share':>6s} {'s/step':>7s} {'calls':>6s}")
     for name, (n, t) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
         print(f"{name:22s} {100 * t / total:5.1f}% {t:7.3f} {n:6d}")
-    print(f"slowest {a.top} operations by shape (share of the time inside ATen calls):")
+    if a.top > 0:
+        print(f"slowest {a.top} operations by shape (share of the time inside ATen calls):")
     for (name, shapes), (n, t) in sorted(timer.by_op.items(), key=lambda kv: -kv[1][1])[: a.top]:
         print(f"  {100 * t / total:5.1f}% {n:5d}x {name} {shapes}")
 

@@ -141,7 +141,9 @@ def test_torchrun_search_leaves_one_run_directory_and_resumes(tmp_path):
     assert resumed["alphas"] == result["alphas"]
 
 
-def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
+@pytest.mark.parametrize("dying", [1, 0])
+def test_a_dying_rank_stops_the_others_with_a_message(tmp_path, dying):
+    """The survivor names the run directory: rank 0 knows it; rank 1 learnt it by broadcast."""
     plugin_dir = tmp_path / "plugins"
     (plugin_dir / "crash_plugin-1.0.dist-info").mkdir(parents=True)
     (plugin_dir / "crash_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: crash-plugin\nVersion: 1.0\n")
@@ -152,15 +154,15 @@ def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
 
         @hookimpl
         def nasframe_epoch_start(run, epoch):
-            if epoch == 1 and os.environ.get("RANK") == "1":
+            if epoch == 1 and os.environ.get("RANK") == os.environ["DYING_RANK"]:
                 os._exit(7)  # a rank dies without a word
     """))
     t0 = time.time()
     proc = torchrun("run", *RUN, "--epochs", "3", "--out", str(tmp_path / "run"),
-                    extra_env={"PYTHONPATH": str(plugin_dir)}, timeout=200)
+                    extra_env={"PYTHONPATH": str(plugin_dir), "DYING_RANK": str(dying)}, timeout=200)
     assert proc.returncode != 0
     assert time.time() - t0 < 180  # stopped, not hung until a collective timeout
-    assert "rank 0 stopped because another rank failed" in proc.stderr, proc.stderr[-3000:]
+    assert f"rank {1 - dying} stopped because another rank failed" in proc.stderr, proc.stderr[-3000:]
     assert f"--resume {tmp_path / 'run'}" in proc.stderr and "RUN_DIR" not in proc.stderr
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1  # the last good epoch is kept
