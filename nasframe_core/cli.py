@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -310,7 +311,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None)
         if where is not None:
-            print(f"nasframe: interrupted; continue from the last checkpoint with --resume {where}", file=sys.stderr)
+            print(f"nasframe: interrupted; continue from the last checkpoint with --resume {shlex.quote(str(where))}",
+                  file=sys.stderr)
         else:
             print("nasframe: interrupted", file=sys.stderr)
         return 130

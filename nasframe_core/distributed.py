@@ -7,6 +7,7 @@ stay identical on every rank. Ranks start from rank 0's parameters.
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -28,7 +29,7 @@ _run_dir: Optional[str] = None
 def _resume_hint() -> str:
     if _run_dir is None:
         return "continue with --resume and the run's directory"
-    return f"continue with --resume {_run_dir}"
+    return f"continue with --resume {shlex.quote(_run_dir)}"
 
 
 def _collective(fn, *args) -> None:

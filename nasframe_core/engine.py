@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -193,7 +194,7 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
         raise
     except KeyboardInterrupt as exc:
         where = run_dir.path if run_dir is not None else None
-        _log_only.error("interrupted; continue with --resume %s", where)
+        _log_only.error("interrupted; continue with --resume %s", shlex.quote(str(where)))
         exc.run_dir = where  # type: ignore[attr-defined]  # for the command's message
         raise
     finally:

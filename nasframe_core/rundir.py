@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -57,7 +58,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise NasframeError(f"--out {path} is a file; name a new directory")
         if path.is_dir() and any((path / f).exists() for f in RUN_FILES):
-            raise NasframeError(f"--out {path} already holds a run; continue it with --resume {path} or pick a new --out")
+            raise NasframeError(f"--out {path} already holds a run; continue it with --resume {shlex.quote(str(path))} or pick a new --out")
         existing = path.absolute()
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import torch
 from nasframe_core.cli import main
 from nasframe_core.config import Config
 from nasframe_core.engine import execute
-from nasframe_core.errors import DivergenceError
+from nasframe_core.errors import DivergenceError, NasframeError
 from nasframe_core.hookspecs import hookimpl
 from nasframe_core.plugins import make_plugin_manager
+from nasframe_core.rundir import RunDir
 
 BASE = ["--set", "search_space.C=4", "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet"]
 TINY = ["--dataset", "synthetic", "--set", "dataset.n_train=64", "--set", "dataset.n_test=16",
@@ -84,6 +86,16 @@ def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
     line = one_error_line(proc)
     assert "--resume" in line and str(out) in line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_the_resume_hint_can_be_pasted_into_a_shell(tmp_path):
+    out = tmp_path / "my runs" / "first"
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text("command: run\n")
+    with pytest.raises(NasframeError) as err:
+        RunDir.check_new(out)
+    hint = str(err.value).split("--resume ", 1)[1].split(" or pick", 1)[0]
+    assert shlex.split(hint) == [str(out)]
 
 
 @pytest.mark.parametrize(
