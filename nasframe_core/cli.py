@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -311,8 +310,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None)
         if where is not None:
-            print(f"nasframe: interrupted; continue from the last checkpoint with --resume {shlex.quote(str(where))}",
-                  file=sys.stderr)
+            from .rundir import resume_flag
+
+            print(f"nasframe: interrupted; continue from the last checkpoint with {resume_flag(where)}", file=sys.stderr)
         else:
             print("nasframe: interrupted", file=sys.stderr)
         return 130

@@ -7,13 +7,13 @@ stay identical on every rank. Ranks start from rank 0's parameters.
 from __future__ import annotations
 
 import os
-import shlex
 from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 
 from .errors import NasframeError
+from .rundir import resume_flag
 
 
 class RankLost(NasframeError):
@@ -29,7 +29,7 @@ _run_dir: Optional[str] = None
 def _resume_hint() -> str:
     if _run_dir is None:
         return "continue with --resume and the run's directory"
-    return f"continue with --resume {shlex.quote(_run_dir)}"
+    return f"continue with {resume_flag(_run_dir)}"
 
 
 def _collective(fn, *args) -> None:

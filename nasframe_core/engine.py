@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from .config import Config, dump_config
 from .data import _mix
 from .errors import DivergenceError, NasframeError
 from .plugins import PluginHost
-from .rundir import CHECKPOINT, RunDir
+from .rundir import CHECKPOINT, RunDir, resume_flag
 
 log = logging.getLogger("nasframe")
 
@@ -194,7 +193,7 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
         raise
     except KeyboardInterrupt as exc:
         where = run_dir.path if run_dir is not None else None
-        _log_only.error("interrupted; continue with --resume %s", shlex.quote(str(where)))
+        _log_only.error("interrupted; continue with %s", resume_flag(where))
         exc.run_dir = where  # type: ignore[attr-defined]  # for the command's message
         raise
     finally:

@@ -16,12 +16,8 @@ def _open(path: str) -> RunDir:
     return RunDir(p)
 
 
-def summary(run: RunDir, cfg: dict | None = None) -> dict:
-    """What ``nasframe show --json`` prints; ``cfg``: the run's config.yaml when already loaded."""
-    if cfg is None:
-        from .config import load_config_file
-
-        cfg = load_config_file(run.file(CONFIG))
+def summary(run: RunDir, cfg: dict) -> dict:
+    """What ``nasframe show --json`` prints; ``cfg``: the run's loaded config.yaml."""
     metrics = run.read_metrics()
     result = run.read_result()
     epochs = (cfg.get("run") or {}).get("epochs")

@@ -47,6 +47,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def resume_flag(path) -> str:
+    """``--resume PATH`` as a shell takes it (the path quoted when it needs to be)."""
+    return f"--resume {shlex.quote(str(path))}"
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -58,7 +63,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise NasframeError(f"--out {path} is a file; name a new directory")
         if path.is_dir() and any((path / f).exists() for f in RUN_FILES):
-            raise NasframeError(f"--out {path} already holds a run; continue it with --resume {shlex.quote(str(path))} or pick a new --out")
+            raise NasframeError(f"--out {path} already holds a run; continue it with {resume_flag(path)} or pick a new --out")
         existing = path.absolute()
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent
