@@ -31,9 +31,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     if plan is None:
         return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
     mode, d, same = plan
-    if mode == "subsample":
-        return same_depthwise(x[:, :, ::d, ::d], weight, same)
-    return phase_merge(same_depthwise(phase_split(x, d), weight, same), d, x.shape[0])
+    return dilated_output(same_depthwise(dilated_input(x, mode, d), weight, same), mode, d, x.shape[0])
 
 
 def dilated_plan(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation):
@@ -51,6 +49,17 @@ def dilated_plan(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilatio
     if x.shape[-2] % d or x.shape[-1] % d:
         return None
     return "phases", d, same
+
+
+def dilated_input(x: torch.Tensor, mode: str, d: int) -> torch.Tensor:
+    """What a :func:`dilated_plan` rewrite convolves: the phases of ``x`` ("phases") or its
+    phase (0, 0) ("subsample")."""
+    return x[:, :, ::d, ::d] if mode == "subsample" else phase_split(x, d)
+
+
+def dilated_output(y: torch.Tensor, mode: str, d: int, N: int) -> torch.Tensor:
+    """The inverse of :func:`dilated_input` for the rewrite's output (batch ``N``)."""
+    return y if mode == "subsample" else phase_merge(y, d, N)
 
 
 def phase_split(x: torch.Tensor, d: int) -> torch.Tensor:

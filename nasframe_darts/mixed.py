@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import DilConv, Pool, ReLUConvBN, SepConv, dilated_plan, phase_merge, phase_split, same_depthwise
+from nasframe_core.ops import (DilConv, Pool, ReLUConvBN, SepConv, dilated_input, dilated_output, dilated_plan,
+                               same_depthwise)
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -205,8 +206,8 @@ class _SepDilGroup(_Batched):
                 h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
             h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == last else None)
-        if plan is not None and plan[0] == "phases":
-            h = phase_merge(h, plan[1], r.shape[0])
+        if plan is not None:
+            h = dilated_output(h, plan[0], plan[1], r.shape[0])
         return h
 
 
@@ -218,13 +219,7 @@ def _stacked(r: torch.Tensor, n: int, stacks: dict, key: tuple) -> torch.Tensor:
         return stacked
     base = stacks.get(key + (1,))
     if base is None:
-        kind = key[0]
-        if kind == "phases":
-            base = phase_split(r, key[1])
-        elif kind == "subsample":
-            base = r[:, :, :: key[1], :: key[1]]
-        else:
-            base = r
+        base = r if key[0] == "relu" else dilated_input(r, key[0], key[1])
         stacks[key + (1,)] = base
     if n == 1:
         return base
