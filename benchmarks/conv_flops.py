@@ -2,7 +2,8 @@
 """How far a search step is from the machine's limit: convolution FLOP/s achieved vs peak.
 
 Counts the convolution FLOPs of one search step (forward and backward, as the optimizer
-runs it; a dispatch mode counts every ATen convolution call), times the step, and times a
+runs it; a dispatch mode counts every ATen convolution call and the native depthwise weight
+gradient), times the step, and times a
 large dense 3x3 convolution (forward and backward) to measure what this machine's
 convolution kernels reach. Prints one JSON line.
 
@@ -41,6 +42,9 @@ class ConvFlops(TorchDispatchMode):
         elif func is torch.ops.aten.convolution_backward.default:
             grad_out, weight, mask = args[0], args[2], args[-1]
             self.flops += self.forward_flops(grad_out.shape, weight.shape) * (int(mask[0]) + int(mask[1]))
+        elif str(func) == "nasframe.depthwise_weight_grad.default":  # the native kernel: one gradient
+            x, grad_out, k = args[0], args[1], args[2]
+            self.flops += self.forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
         return out
 
 

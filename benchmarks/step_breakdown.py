@@ -6,7 +6,8 @@ of the backward pass are counted too) and groups them: convolution forward and b
 batch norm, matmul, pooling, copies and layout changes, elementwise math. Prints the
 plain step time, then the groups and the slowest operations by shape. On the DARTS space,
 "matmul" is the weight gradient of the grouped 1x1 convolutions (batched matrix products),
-and average pooling runs as a box-sum convolution, so it counts as convolution.
+and average pooling runs as a box-sum convolution, so it counts as convolution; the native
+depthwise weight gradient (``nasframe.depthwise_weight_grad``) is convolution backward.
 
     python benchmarks/step_breakdown.py --space darts --mode second --batch 16 --threads 2
     python benchmarks/step_breakdown.py --space nasbench201 --mode first --batch 64 --threads 2
@@ -29,7 +30,7 @@ from step_time import step_arguments, step_setup
 #: ATen operations by base name (``aten.NAME.overload``); ``_foreach_*`` are elementwise
 GROUPS = (
     ("convolution forward", {"convolution"}),
-    ("convolution backward", {"convolution_backward"}),
+    ("convolution backward", {"convolution_backward", "depthwise_weight_grad"}),
     ("batch norm", {"native_batch_norm", "native_batch_norm_backward", "batch_norm_update_stats",
                     "_native_batch_norm_legit", "_native_batch_norm_legit_functional"}),
     ("matmul", {"bmm", "mm", "addmm", "baddbmm", "dot", "vdot"}),
@@ -49,9 +50,9 @@ GROUPS = (
 
 
 def group_of(name: str) -> str:
-    """The group of an ATen operation named ``aten.NAME.overload`` (``other``: views,
+    """The group of an operation named ``NAMESPACE.NAME.overload`` (``other``: views,
     allocation and anything not listed)."""
-    base = name.split(".")[1] if name.startswith("aten.") and name.count(".") >= 1 else name
+    base = name.split(".")[1] if name.count(".") >= 1 else name
     if base.startswith("_foreach_"):
         return "elementwise"
     for group, names in GROUPS:

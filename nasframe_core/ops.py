@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasframe_core import kernels
+
 
 def batch_norm(C: int, affine: bool, track_running_stats: bool = True) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(C, affine=affine, track_running_stats=track_running_stats)
@@ -29,7 +31,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     """
     plan = dilated_plan(x, weight, stride, padding, dilation)
     if plan is None:
-        return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
+        return depthwise(x, weight, stride, padding, dilation)
     mode, d, same = plan
     return dilated_output(same_depthwise(dilated_input(x, mode, d), weight, same), mode, d, x.shape[0])
 
@@ -89,7 +91,48 @@ def same_depthwise(x: torch.Tensor, weight: torch.Tensor, same: tuple) -> torch.
     if x.shape[-2] < weight.shape[-2] or x.shape[-1] < weight.shape[-1]:
         x = F.pad(x, (same[1], same[1], same[0], same[0]))
         same = (0, 0)
-    return F.conv2d(x, weight, None, 1, same, 1, weight.shape[0])
+    return depthwise(x, weight, 1, same, 1)
+
+
+class ConvWithOwnWeightGrad(torch.autograd.Function):
+    """A stride-1, undilated, bias-free convolution whose input gradient is ATen's and whose
+    weight gradient is ``weight_grad(x, grad_out, weight, padding, groups)`` (first derivatives
+    only): ``ConvWithOwnWeightGrad.apply(x, weight, padding, groups, weight_grad)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: int, groups: int, weight_grad) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.groups, ctx.weight_grad = padding, groups, weight_grad
+        return F.conv2d(x, weight, None, 1, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, go: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        p, groups = ctx.padding, ctx.groups
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(
+                go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            gw = ctx.weight_grad(x, go, weight, p, groups)
+        return gx, gw, None, None, None
+
+
+def _native_depthwise_weight_grad(x, go, weight, padding, groups):
+    return kernels.depthwise_weight_grad(x, go, weight.shape[-1], padding)
+
+
+def depthwise(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, stride, padding, dilation, groups=channels)``. When the
+    weight gradient is wanted and :func:`nasframe_core.kernels.accepts` the convolution
+    (stride 1, undilated, CPU float32 channels-last, ...), that gradient runs in the native
+    kernel, several times faster than oneDNN's generic one."""
+    p = _pair(padding)
+    if (weight.requires_grad and torch.is_grad_enabled() and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1)
+            and p[0] == p[1] and weight.shape[-1] == weight.shape[-2] and weight.shape[1] == 1
+            and weight.shape[0] == x.shape[1] and kernels.accepts(x, weight.shape[-1], p[0])):
+        return ConvWithOwnWeightGrad.apply(x, weight, p[0], x.shape[1], _native_depthwise_weight_grad)
+    return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
 
 
 def _pair(v) -> tuple:

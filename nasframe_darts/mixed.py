@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import (DilConv, Pool, ReLUConvBN, SepConv, dilated_input, dilated_output, dilated_plan,
-                               same_depthwise)
+from nasframe_core.ops import (ConvWithOwnWeightGrad, DilConv, Pool, ReLUConvBN, SepConv, depthwise, dilated_input,
+                               dilated_output, dilated_plan, same_depthwise)
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -201,7 +201,7 @@ class _SepDilGroup(_Batched):
             else:
                 dw_weight, pw_weight = dw.weight, pw.weight
             if plan is None:  # as given: SepConv blocks are undilated; for a DilConv, dilated_plan declined
-                h = F.conv2d(h, dw_weight, None, dw.stride, dw.padding, dw.dilation, dw_weight.shape[0])
+                h = depthwise(h, dw_weight, dw.stride, dw.padding, dw.dilation)
             else:
                 h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
@@ -232,43 +232,28 @@ def _stacked(r: torch.Tensor, n: int, stacks: dict, key: tuple) -> torch.Tensor:
     return stacked
 
 
-class _GroupedPointwise(torch.autograd.Function):
-    """A grouped 1x1 convolution whose weight gradient is one batched matrix product.
+def _grouped_pointwise_weight_grad(x: torch.Tensor, go: torch.Tensor, weight: torch.Tensor, padding: int,
+                                   G: int) -> torch.Tensor:
+    """The weight gradient of a grouped 1x1 convolution as one batched matrix product.
 
     On channels-last tensors the pixels are the rows of an (N*H*W, C) matrix, so each
     group's weight gradient is ``go_g^T @ x_g`` over strided views, without copies; oneDNN's
-    grouped backward-weights kernel takes 2-2.5x longer. The rest is the convolution's own.
+    grouped backward-weights kernel takes 2-2.5x longer.
     """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.groups = groups
-        return F.conv2d(x, weight, None, 1, 0, 1, groups)
-
-    @staticmethod
-    def backward(ctx, go: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        G = ctx.groups
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(
-                go, x, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], G, [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            N, C_in, H, W = x.shape
-            ci, co, P = C_in // G, weight.shape[0] // G, N * H * W
-            xs = x.permute(0, 2, 3, 1).reshape(P, G, ci).transpose(0, 1)  # (G, P, ci)
-            gos = go.permute(0, 2, 3, 1).reshape(P, G, co).permute(1, 2, 0)  # (G, co, P)
-            gw = torch.bmm(gos, xs).reshape(G * co, ci, 1, 1)
-        return gx, gw, None
+    N, C_in, H, W = x.shape
+    ci, co, P = C_in // G, weight.shape[0] // G, N * H * W
+    xs = x.permute(0, 2, 3, 1).reshape(P, G, ci).transpose(0, 1)  # (G, P, ci)
+    gos = go.permute(0, 2, 3, 1).reshape(P, G, co).permute(1, 2, 0)  # (G, co, P)
+    return torch.bmm(gos, xs).reshape(G * co, ci, 1, 1)
 
 
 def grouped_pointwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``F.conv2d(x, weight, None, 1, 0, 1, groups)`` for a 1x1 ``weight``; on CPUs with
-    channels-last input, with the faster weight gradient of :class:`_GroupedPointwise`
+    channels-last input, with the faster weight gradient of :func:`_grouped_pointwise_weight_grad`
     (first derivatives only)."""
-    if groups > 1 and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last):
-        return _GroupedPointwise.apply(x, weight, groups)
+    if (groups > 1 and weight.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        return ConvWithOwnWeightGrad.apply(x, weight, 0, groups, _grouped_pointwise_weight_grad)
     return F.conv2d(x, weight, None, 1, 0, 1, groups)
 
 

@@ -3,7 +3,8 @@
 Real data (the NB201 table, CIFAR-10 as JPEG) is read in place from NASFRAME_SHARED_DATA or
 ../shared/data beside the repository, never copied. Where it is missing, the tests that need it
 skip with one line naming the file and the variable; NASFRAME_REQUIRE_TEST_DATA=1 (set by CI)
-turns those skips into failures.
+turns those skips into failures. Likewise for the native kernels' tests, which need a C
+compiler: without one they skip with one line saying so, and fail where that variable is set.
 """
 from __future__ import annotations
 
@@ -59,6 +60,21 @@ def table(nb201_csv):
 def cifar10_jpeg_dir() -> Path:
     """CIFAR-10 as JPEG files (``cifar10_jpeg/`` of the shared data)."""
     return _require(CIFAR10_JPEG, "CIFAR-10 as JPEG")
+
+
+@pytest.fixture
+def native_kernels(monkeypatch):
+    """:mod:`nasframe_core.kernels`, enabled and built (a skip, or a failure where REQUIRE_ENV
+    is set, when no C compiler builds them)."""
+    from nasframe_core import kernels
+
+    monkeypatch.setenv(kernels.ENV_SWITCH, "1")
+    if not kernels.available():
+        message = "needs a C compiler to build nasframe_core/kernels (install cc, gcc or clang, or set CC)"
+        if _data_required():
+            pytest.fail(f"{message} ({REQUIRE_ENV} is set, so a missing compiler fails)", pytrace=False)
+        pytest.skip(message)
+    return kernels
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from step_breakdown import group_of  # noqa: E402
 def test_operations_fall_into_their_groups():
     assert group_of("aten.convolution.default") == "convolution forward"
     assert group_of("aten.convolution_backward.default") == "convolution backward"
+    assert group_of("nasframe.depthwise_weight_grad.default") == "convolution backward"
     assert group_of("aten.native_batch_norm_backward.default") == "batch norm"
     assert group_of("aten.bmm.default") == "matmul"
     assert group_of("aten.cat.default") == "copies and layout"
