@@ -46,7 +46,8 @@ def main() -> None:
     for N, C, H, k in SHAPES:
         x = torch.randn(N, C, H, H).contiguous(memory_format=torch.channels_last)
         go = torch.randn(N, C, H, H).contiguous(memory_format=torch.channels_last)
-        err = (kernels.depthwise_weight_grad(x, go, k, k // 2) - aten_weight_grad(x, go, k)).abs().max().item()
+        ref = aten_weight_grad(x, go, k)
+        err = ((kernels.depthwise_weight_grad(x, go, k, k // 2) - ref).abs().max() / ref.abs().max()).item()
         t_aten, t_native = [], []
         for _ in range(a.repeats):
             t = time.perf_counter()
@@ -59,7 +60,7 @@ def main() -> None:
         ratios.append(ta / tn)
         flops = 2 * N * C * H * H * k * k
         print(f"{str((N, C, H, k)):22s} {ta * 1e3:8.2f} {tn * 1e3:9.2f} {ta / tn:7.2f}x {flops / tn / 1e9:14.1f}"
-              f"   (max difference {err:.1e})")
+              f"   (largest difference {err:.1e} of the largest value)")
     print(json.dumps({"threads": torch.get_num_threads(), "shapes": len(SHAPES),
                       "median_speedup": statistics.median(ratios), "min_speedup": min(ratios)}))
 
