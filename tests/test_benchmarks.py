@@ -38,3 +38,16 @@ def test_the_breakdown_adds_up():
     assert abs(sum(shares.values()) - 100) < 0.6, proc.stdout
     # every operation that costs time has its group: what is left (views, allocation) is small
     assert shares.get("other", 0.0) < 10, proc.stdout
+
+
+def test_native_step_alternates_the_kernels_on_and_off(native_kernels):
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "native_step.py"), "--space", "darts", "--mode", "first", "--batch", "2",
+         "--rounds", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=BENCH)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["native_s"] > 0 and out["aten_s"] > 0
+    assert abs(out["native_over_aten"] - out["native_s"] / out["aten_s"]) < 1e-9

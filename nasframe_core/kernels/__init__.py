@@ -2,7 +2,7 @@
 
 One kernel so far: the weight gradient of stride-1, undilated depthwise convolutions on
 channels-last float32 tensors (``depthwise.c``). oneDNN runs it in a generic kernel; this one
-is 4-6x faster on 5x5 kernels and about 2x on 3x3 ones (``benchmarks/depthwise_wgrad.py``).
+is 4-6x faster on 5x5 kernels and 1.2-1.6x on 3x3 ones (``benchmarks/depthwise_wgrad.py``).
 It is what separable and dilated convolutions spend most of their backward pass on.
 
 The kernel is optional and changes no result beyond float rounding: without a C compiler
