@@ -114,8 +114,25 @@ class ConvWithOwnWeightGrad(torch.autograd.Function):
             gx = torch.ops.aten.convolution_backward(
                 go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = ctx.weight_grad(x, go, weight, p, groups)
+            if torch.is_grad_enabled():  # create_graph: ATen's weight gradient, which is differentiable
+                gw = torch.ops.aten.convolution_backward(
+                    go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [False, True, False])[1]
+            else:
+                gw = ctx.weight_grad(x, go, weight, p, groups)
         return gx, gw, None, None, None
+
+
+def own_weight_grad_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :class:`ConvWithOwnWeightGrad` may stand in for the convolution of ``x`` and
+    ``weight``: a weight gradient is wanted, and no autocast would hand its backward other dtypes."""
+    return weight.requires_grad and torch.is_grad_enabled() and not _autocast_on(x.device.type)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def _native_depthwise_weight_grad(x, go, weight, padding, groups):
@@ -124,13 +141,15 @@ def _native_depthwise_weight_grad(x, go, weight, padding, groups):
 
 def depthwise(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1) -> torch.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, dilation, groups=channels)``. When the
-    weight gradient is wanted and :func:`nasframe_core.kernels.accepts` the convolution
-    (stride 1, undilated, CPU float32 channels-last, ...), that gradient runs in the native
-    kernel, several times faster than oneDNN's generic one."""
+    weight gradient is wanted (first derivatives, no autocast) and
+    :func:`nasframe_core.kernels.accepts` the convolution (stride 1, undilated, square 3x3 or
+    5x5 kernel, CPU float32 channels-last, channels a multiple of 8, ...), that gradient runs
+    in the native kernel, several times faster than oneDNN's generic one."""
     p = _pair(padding)
-    if (weight.requires_grad and torch.is_grad_enabled() and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1)
-            and p[0] == p[1] and weight.shape[-1] == weight.shape[-2] and weight.shape[1] == 1
-            and weight.shape[0] == x.shape[1] and kernels.accepts(x, weight.shape[-1], p[0])):
+    if (_pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and isinstance(p[0], int) and p[0] == p[1]
+            and weight.shape[-1] == weight.shape[-2] and weight.shape[1] == 1 and weight.shape[0] == x.shape[1]
+            and weight.dtype == x.dtype and own_weight_grad_applies(x, weight)
+            and kernels.accepts(x, weight.shape[-1], p[0])):
         return ConvWithOwnWeightGrad.apply(x, weight, p[0], x.shape[1], _native_depthwise_weight_grad)
     return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
 from nasframe_core.ops import (ConvWithOwnWeightGrad, DilConv, Pool, ReLUConvBN, SepConv, depthwise, dilated_input,
-                               dilated_output, dilated_plan, same_depthwise)
+                               dilated_output, dilated_plan, own_weight_grad_applies, same_depthwise)
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
 
@@ -251,8 +251,8 @@ def grouped_pointwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> tor
     """``F.conv2d(x, weight, None, 1, 0, 1, groups)`` for a 1x1 ``weight``; on CPUs with
     channels-last input, with the faster weight gradient of :func:`_grouped_pointwise_weight_grad`
     (first derivatives only)."""
-    if (groups > 1 and weight.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
-            and x.is_contiguous(memory_format=torch.channels_last)):
+    if (groups > 1 and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
+            and own_weight_grad_applies(x, weight)):
         return ConvWithOwnWeightGrad.apply(x, weight, 0, groups, _grouped_pointwise_weight_grad)
     return F.conv2d(x, weight, None, 1, 0, 1, groups)
 

@@ -193,3 +193,37 @@ def test_a_damaged_cached_build_is_rebuilt(native_kernels, tmp_path):
     built.write_bytes(b"not a shared library")
     assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "True"
     assert built.read_bytes() != b"not a shared library"
+
+
+def test_second_derivatives_through_depthwise_are_atens(native_kernels):
+    """With create_graph the weight gradient comes from ATen, so it can be differentiated again."""
+    g = torch.Generator().manual_seed(8)
+    x = _nhwc(2, 16, 6, 6, g=g).requires_grad_()
+    w = torch.randn(16, 1, 5, 5, generator=g, requires_grad=True)
+    (gw,) = torch.autograd.grad(ops.depthwise(x, w, 1, 2, 1).pow(2).sum(), w, create_graph=True)
+    (gw_ref,) = torch.autograd.grad(F.conv2d(x, w, None, 1, 2, 1, 16).pow(2).sum(), w, create_graph=True)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-5, atol=1e-4)
+    second = torch.autograd.grad(gw.sum(), x)[0]
+    torch.testing.assert_close(second, torch.autograd.grad(gw_ref.sum(), x)[0], rtol=1e-5, atol=1e-4)
+
+
+def test_autocast_and_string_padding_stay_on_aten(native_kernels, monkeypatch):
+    calls = _count_native(monkeypatch)
+    g = torch.Generator().manual_seed(9)
+    x = _nhwc(2, 16, 6, 6, g=g)
+    w = torch.randn(16, 1, 5, 5, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ops.depthwise(x, w, 1, 2, 1)
+    gw = torch.autograd.grad(out.float().sum(), w)[0]
+    assert torch.isfinite(gw).all()
+    torch.autograd.grad(ops.depthwise(x, w, 1, "same", 1).sum(), w)
+    assert calls == []
+
+
+def test_a_gradient_of_the_wrong_shape_or_dtype_is_refused(native_kernels):
+    g = torch.Generator().manual_seed(10)
+    x = _nhwc(2, 16, 6, 6, g=g)
+    with pytest.raises(ValueError, match="grad_out must be CPU float32 of shape"):
+        native_kernels.depthwise_weight_grad(x, _nhwc(2, 16, 7, 6, g=g), 5, 2)
+    with pytest.raises(ValueError, match="grad_out must be CPU float32"):
+        native_kernels.depthwise_weight_grad(x, _nhwc(2, 16, 6, 6, g=g).bfloat16(), 5, 2)

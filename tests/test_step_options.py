@@ -50,3 +50,20 @@ def test_compiled_step_equals_eager():
     assert compiled == pytest.approx(eager, rel=1e-5)
     for x, y in zip(a_comp, a_eager):
         assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_bf16_autocast_runs_the_darts_space_step():
+    """bf16 autocast on the DARTS space (grouped 1x1 and depthwise convolutions) steps to finite
+    losses, first and second order."""
+    from nasframe_spaces import DartsSearchSpace
+
+    for unrolled in (False, True):
+        torch.manual_seed(0)
+        opt = DARTSOptimizer(device="cpu", autocast="true", unrolled=unrolled)
+        opt.adapt_search_space(DartsSearchSpace(C=8, layers=3), INFO)
+        opt.before_training()
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(4, 3, 8, 8, generator=g)
+        y = torch.randint(0, 10, (4,), generator=g)
+        loss_train, loss_val = opt.step((x, y), (x, y))[2:]
+        assert torch.isfinite(loss_train) and torch.isfinite(loss_val)

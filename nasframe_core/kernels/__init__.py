@@ -36,6 +36,7 @@ SOURCE = Path(__file__).with_name("depthwise.c")
 FLAG_SETS = (
     ("-O3", "-march=native", "-fopenmp"),
     ("-O3", "-fopenmp"),
+    ("-O3", "-march=native"),
     ("-O3",),
 )
 #: kernel sizes the kernel implements
@@ -117,9 +118,14 @@ def _load() -> Optional[ctypes.CDLL]:
             fn = lib.depthwise_weight_grad_f32
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 8 + [ctypes.c_int]
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            log.info("native kernels: could not build %s with %s (%s); using ATen's kernels", SOURCE.name, cc, e)
+            lib.depthwise_threads.restype = ctypes.c_int
+            _state["threads"] = bool(lib.depthwise_threads())
+            if not _state["threads"]:
+                log.info("native kernels: built without OpenMP (single-threaded); used only when torch runs "
+                         "one thread")
+        except Exception as e:  # noqa: BLE001 - any failure to build or load means: use ATen
             lib = None
+            log.info("native kernels: could not build %s with %s (%s); using ATen's kernels", SOURCE.name, cc, e)
     _state["lib"] = lib
     return lib
 
@@ -139,12 +145,16 @@ def accepts(x: torch.Tensor, kernel_size: int, padding: int) -> bool:
     and ``padding`` on each side: a CPU float32 channels-last tensor whose channels are a
     multiple of 8, a kernel size in ``KERNEL_SIZES``, the kernels enabled and built."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] % 8 == 0
-            and kernel_size in KERNEL_SIZES and 0 <= padding < kernel_size and _standard_nhwc(x) and available())
+            and kernel_size in KERNEL_SIZES and 0 <= padding < kernel_size and _standard_nhwc(x) and available()
+            and (_state.get("threads", True) or torch.get_num_threads() == 1))
 
 
 def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int, padding: int) -> torch.Tensor:
     N, C, H, W = x.shape
-    Ho, Wo = grad_out.shape[-2:]
+    Ho, Wo = H + 2 * padding - kernel_size + 1, W + 2 * padding - kernel_size + 1
+    if grad_out.shape != (N, C, Ho, Wo) or grad_out.dtype != torch.float32 or grad_out.device.type != "cpu":
+        raise ValueError(f"depthwise_weight_grad: grad_out must be CPU float32 of shape {(N, C, Ho, Wo)}, "
+                         f"not {grad_out.dtype} {tuple(grad_out.shape)} on {grad_out.device}")
     if not _standard_nhwc(grad_out):
         grad_out = grad_out.contiguous(memory_format=torch.channels_last)
     out = torch.empty(C, 1, kernel_size, kernel_size, dtype=x.dtype)

@@ -88,6 +88,15 @@ DEFINE_KERNEL(3, 2)
 DEFINE_KERNEL(5, 1)
 DEFINE_KERNEL(5, 2)
 
+/* 1 when built with OpenMP (the threads argument is honoured), else 0. */
+int depthwise_threads(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Returns 0 on success; 1: C is not a multiple of 8; 2: K is not 3 or 5; 3: out of memory. */
 int depthwise_weight_grad_f32(const float* x, const float* g, float* out, long N, long H, long W,
                               long C, long Ho, long Wo, long K, long pad, int nthreads) {
