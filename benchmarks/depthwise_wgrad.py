@@ -38,9 +38,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if not kernels.available():
-        raise SystemExit("the native kernels are not available: install a C compiler (or set CC) and unset "
-                         f"{kernels.ENV_SWITCH}")
+    why = kernels.unavailable_reason()
+    if why:
+        raise SystemExit(f"the native kernels are not available: {why}")
     ratios = []
     print(f"{'shape (N, C, H, k)':22s} {'aten ms':>8s} {'native ms':>9s} {'speed-up':>8s} {'native GFLOP/s':>14s}")
     for N, C, H, k in SHAPES:

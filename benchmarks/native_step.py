@@ -24,9 +24,9 @@ def main() -> None:
     ap = step_arguments(__doc__, space="darts", batch=16)
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    if not kernels.available():
-        raise SystemExit("the native kernels are not available: install a C compiler (or set CC) and unset "
-                         f"{kernels.ENV_SWITCH}")
+    why = kernels.unavailable_reason()
+    if why:
+        raise SystemExit(f"the native kernels are not available: {why}")
     opt, train, val = step_setup(a)
     settings = {"native": "1", "aten": "0"}
     times: dict[str, list[float]] = {name: [] for name in settings}

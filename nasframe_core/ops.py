@@ -96,8 +96,9 @@ def same_depthwise(x: torch.Tensor, weight: torch.Tensor, same: tuple) -> torch.
 
 class ConvWithOwnWeightGrad(torch.autograd.Function):
     """A stride-1, undilated, bias-free convolution whose input gradient is ATen's and whose
-    weight gradient is ``weight_grad(x, grad_out, weight, padding, groups)`` (first derivatives
-    only): ``ConvWithOwnWeightGrad.apply(x, weight, padding, groups, weight_grad)``."""
+    weight gradient is ``weight_grad(x, grad_out, weight, padding, groups)``:
+    ``ConvWithOwnWeightGrad.apply(x, weight, padding, groups, weight_grad)``. Under
+    ``create_graph`` the weight gradient is ATen's too (it is differentiable)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: int, groups: int, weight_grad) -> torch.Tensor:
@@ -109,16 +110,14 @@ class ConvWithOwnWeightGrad(torch.autograd.Function):
     def backward(ctx, go: torch.Tensor):
         x, weight = ctx.saved_tensors
         p, groups = ctx.padding, ctx.groups
+        own = ctx.needs_input_grad[1] and not torch.is_grad_enabled()  # create_graph: all of it ATen's
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1] and not own, False]
         gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(
-                go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            if torch.is_grad_enabled():  # create_graph: ATen's weight gradient, which is differentiable
-                gw = torch.ops.aten.convolution_backward(
-                    go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [False, True, False])[1]
-            else:
-                gw = ctx.weight_grad(x, go, weight, p, groups)
+        if any(mask):
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                go, x, weight, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, mask)
+        if own:
+            gw = ctx.weight_grad(x, go, weight, p, groups)
         return gx, gw, None, None, None
 
 

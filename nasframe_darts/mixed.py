@@ -249,8 +249,7 @@ def _grouped_pointwise_weight_grad(x: torch.Tensor, go: torch.Tensor, weight: to
 
 def grouped_pointwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``F.conv2d(x, weight, None, 1, 0, 1, groups)`` for a 1x1 ``weight``; on CPUs with
-    channels-last input, with the faster weight gradient of :func:`_grouped_pointwise_weight_grad`
-    (first derivatives only)."""
+    channels-last input, with the faster weight gradient of :func:`_grouped_pointwise_weight_grad`."""
     if (groups > 1 and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
             and own_weight_grad_applies(x, weight)):
         return ConvWithOwnWeightGrad.apply(x, weight, 0, groups, _grouped_pointwise_weight_grad)

@@ -69,8 +69,9 @@ def native_kernels(monkeypatch):
     from nasframe_core import kernels
 
     monkeypatch.setenv(kernels.ENV_SWITCH, "1")
-    if not kernels.available():
-        message = "needs a C compiler to build nasframe_core/kernels (install cc, gcc or clang, or set CC)"
+    why = kernels.unavailable_reason()
+    if why:
+        message = f"needs the native kernels of nasframe_core/kernels, which are not available: {why}"
         if _data_required():
             pytest.fail(f"{message} ({REQUIRE_ENV} is set, so a missing compiler fails)", pytrace=False)
         pytest.skip(message)

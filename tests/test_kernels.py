@@ -227,3 +227,11 @@ def test_a_gradient_of_the_wrong_shape_or_dtype_is_refused(native_kernels):
         native_kernels.depthwise_weight_grad(x, _nhwc(2, 16, 7, 6, g=g), 5, 2)
     with pytest.raises(ValueError, match="grad_out must be CPU float32"):
         native_kernels.depthwise_weight_grad(x, _nhwc(2, 16, 6, 6, g=g).bfloat16(), 5, 2)
+
+
+def test_the_reason_for_no_kernels_is_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "_state", {})
+    monkeypatch.setattr(kernels, "_compiler", lambda: None)
+    assert "no C compiler found" in kernels.unavailable_reason()
+    monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    assert kernels.ENV_SWITCH in kernels.unavailable_reason()

@@ -52,8 +52,9 @@ def enabled() -> bool:
 
 def _compiler() -> Optional[str]:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     return None
 
 
@@ -76,10 +77,11 @@ def _build(cc: str) -> Path:
     """Compile ``depthwise.c`` into the cache (atomically: concurrent builds are harmless)."""
     source = SOURCE.read_bytes()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    machine = _cpu_fingerprint()
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(), " ".join(flags).encode(),
-                                          _cpu_fingerprint().encode()])).hexdigest()[:16]
+                                          machine.encode()])).hexdigest()[:16]
         target = cache_dir() / "kernels" / f"depthwise-{key}.so"
         if target.exists():
             return target
@@ -106,7 +108,8 @@ def _load() -> Optional[ctypes.CDLL]:
     lib = None
     cc = _compiler()
     if cc is None:
-        log.info("native kernels: no C compiler found (set CC); using ATen's kernels")
+        _state["why"] = "no C compiler found (install cc, gcc or clang, or set CC)"
+        log.info("native kernels: %s; using ATen's kernels", _state["why"])
     else:
         try:
             path = _build(cc)
@@ -125,7 +128,8 @@ def _load() -> Optional[ctypes.CDLL]:
                          "one thread")
         except Exception as e:  # noqa: BLE001 - any failure to build or load means: use ATen
             lib = None
-            log.info("native kernels: could not build %s with %s (%s); using ATen's kernels", SOURCE.name, cc, e)
+            _state["why"] = f"could not build {SOURCE.name} with {cc} ({e})"
+            log.info("native kernels: %s; using ATen's kernels", _state["why"])
     _state["lib"] = lib
     return lib
 
@@ -133,6 +137,13 @@ def _load() -> Optional[ctypes.CDLL]:
 def available() -> bool:
     """Whether the native kernels are enabled and built (building them on first call)."""
     return enabled() and _load() is not None
+
+
+def unavailable_reason() -> Optional[str]:
+    """Why :func:`available` says no (None when it says yes)."""
+    if not enabled():
+        return f"{ENV_SWITCH} turns them off"
+    return None if _load() is not None else _state.get("why", "they did not load")
 
 
 def _standard_nhwc(t: torch.Tensor) -> bool:
