@@ -22,31 +22,38 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from step_time import step_arguments, step_setup
 
 
+def forward_flops(out_shape, weight_shape) -> int:
+    """FLOPs (2 per multiply-add) of a convolution forward with this output and weight."""
+    n, c_out, h, w = out_shape
+    return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+
+
+def call_flops(func, args, out) -> int:
+    """Convolution FLOPs of one operator call (0 for anything else), grouped convolutions
+    included: a backward call costs one forward per gradient it computes (input, weight);
+    the native depthwise weight gradient, one."""
+    if func is torch.ops.aten.convolution.default:
+        return forward_flops(out.shape, args[1].shape)
+    if func is torch.ops.aten.convolution_backward.default:
+        grad_out, weight, mask = args[0], args[2], args[-1]
+        return forward_flops(grad_out.shape, weight.shape) * (int(mask[0]) + int(mask[1]))
+    if str(func) == "nasframe.depthwise_weight_grad.default":
+        x, grad_out, k = args[0], args[1], args[2]
+        return forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
+    return 0
+
+
 class ConvFlops(TorchDispatchMode):
-    """Counts convolution FLOPs (2 per multiply-add), grouped convolutions included: a
-    backward call costs one forward per gradient it computes (input, weight)."""
+    """Counts the convolution FLOPs of every call (:func:`call_flops`)."""
 
     def __init__(self):
         super().__init__()
         self.flops = 0
 
-    @staticmethod
-    def forward_flops(out_shape, weight_shape) -> int:
-        n, c_out, h, w = out_shape
-        return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
-
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func is torch.ops.aten.convolution.default:
-            self.flops += self.forward_flops(out.shape, args[1].shape)
-        elif func is torch.ops.aten.convolution_backward.default:
-            grad_out, weight, mask = args[0], args[2], args[-1]
-            self.flops += self.forward_flops(grad_out.shape, weight.shape) * (int(mask[0]) + int(mask[1]))
-        elif str(func) == "nasframe.depthwise_weight_grad.default":  # the native kernel: one gradient
-            x, grad_out, k = args[0], args[1], args[2]
-            self.flops += self.forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
+        self.flops += call_flops(func, args, out)
         return out
-
 
 
 def dense_conv_gflops(batch: int, channels: int, size: int, repeats: int) -> float:

@@ -1,13 +1,17 @@
-"""The step-breakdown benchmark runs and accounts for every operation it timed."""
+"""The step-breakdown benchmark runs and accounts for every operation it timed, and the bytes
+of the memory-bound ones."""
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-from step_breakdown import group_of  # noqa: E402
+from step_breakdown import MEMORY_BOUND, OpTimer, group_of, nbytes, streaming_bandwidth  # noqa: E402
 
 
 def test_operations_fall_into_their_groups():
@@ -26,16 +30,74 @@ def test_operations_fall_into_their_groups():
         assert group_of(view) == "other", view
 
 
+def test_bytes_count_every_operand_once():
+    a, b = torch.ones(2, 3, 4, 5), torch.ones(2, 3, 4, 5, dtype=torch.float64)
+    assert nbytes(a) == 120 * 4 and nbytes([a, b, 3, None]) == 120 * 4 + 120 * 8
+    timer = OpTimer()
+    with timer:
+        a.add_(a)  # in place: read twice (two operands) and written once
+        torch.cat([a, a])
+    counted = {name: entry[2] for (name, _), entry in timer.by_op.items()}
+    assert all(entry[4] == 0 for entry in timer.by_op.values())  # no limits given: no time at them
+    assert counted["aten.add_.Tensor"] == 3 * 480
+    assert counted["aten.cat.default"] == 4 * 480  # two inputs, an output of both
+    assert streaming_bandwidth(mb=4, repeats=2) > 0
+
+
+def test_a_calls_limit_is_its_roofline():
+    x, w = torch.ones(2, 4, 8, 8), torch.ones(6, 4, 3, 3)
+    flops = 2 * 2 * 6 * 8 * 8 * 4 * 9
+    moved = 4 * (x.numel() + w.numel() + 2 * 6 * 8 * 8)
+    for peak, bandwidth in ((1e6, 1e9), (1e9, 1e6)):  # GFLOP/s, GB/s: bound by arithmetic, then by memory
+        timer = OpTimer(peak, bandwidth)
+        with timer:
+            torch.nn.functional.conv2d(x, w, padding=1)
+        (entry,) = [e for (name, _), e in timer.by_op.items() if name == "aten.convolution.default"]
+        assert entry[2] == moved and entry[3] == flops
+        assert entry[4] == pytest.approx(max(flops / peak, moved / bandwidth) / 1e9)
+    timer = OpTimer(1e-6, 1e-6)  # limits far below what the call reached: its own time counts
+    with timer:
+        torch.nn.functional.conv2d(x, w, padding=1)
+    (entry,) = [e for (name, _), e in timer.by_op.items() if name == "aten.convolution.default"]
+    assert entry[4] == entry[1]
+
+
+def test_convolutions_are_split_by_kind():
+    F = torch.nn.functional
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    dw, pw, dense = (torch.randn(8, 1, 5, 5), torch.randn(8, 4, 1, 1, requires_grad=True),
+                     torch.randn(4, 8, 3, 3, requires_grad=True))
+    timer = OpTimer()
+    with timer:
+        y = F.conv2d(F.conv2d(x, dw, padding=2, groups=8), pw, groups=2)
+        torch.autograd.grad(F.conv2d(y, dense, padding=1).sum(), [x, pw, dense])
+    assert set(timer.by_conv_kind) == {"depthwise 5x5 forward", "grouped 1x1 forward", "dense 3x3 forward",
+                                       "dense 3x3 input and weight gradients",
+                                       "grouped 1x1 input and weight gradients", "depthwise 5x5 input gradient"}
+    assert all(n == 1 for n, _ in timer.by_conv_kind.values())
+
+
 def test_the_breakdown_adds_up():
     proc = subprocess.run(
         [sys.executable, str(BENCH / "step_breakdown.py"), "--space", "nasbench201", "--batch", "2", "--steps", "1",
          "--threads", "1", "--top", "3"],
         capture_output=True, text=True, timeout=300, cwd=BENCH)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = dict(re.findall(r"^(\S.*?)\s+(\d+\.\d)% +\d+\.\d+ +\d+$", proc.stdout, re.M))
-    shares = {name: float(share) for name, share in rows.items()}
-    assert {"convolution forward", "convolution backward", "batch norm", "elementwise"} <= set(shares), proc.stdout
+    rows = re.findall(r"^(\S.*?)\s+(\d+\.\d)% +\d+\.\d+ +\d+(?: +\d+\.\d+ (GFLOP|GB) .*% of (?:roofline|bandwidth))?$",
+                      proc.stdout, re.M)
+    shares = {name: float(share) for name, share, _ in rows}
+    # FLOPs for the convolutions, bytes for exactly the memory-bound groups
+    assert {name for name, _, unit in rows if unit == "GFLOP"} == {"convolution forward", "convolution backward"}
+    assert {name for name, _, unit in rows if unit == "GB"} == set(MEMORY_BOUND) & set(shares), proc.stdout
+    limit = re.search(r"^at those limits the calls would take (\d+\.\d+) s instead of (\d+\.\d+) s", proc.stdout, re.M)
+    assert limit and 0 < float(limit[1]) < float(limit[2]), proc.stdout
     assert abs(sum(shares.values()) - 100) < 0.6, proc.stdout
+    # the convolutions by kind add up to the two convolution groups
+    kinds = re.findall(r"^ +(\d+\.\d)% +\d+x (.+?) (forward|input gradient|weight gradient|input and weight gradients)"
+                       r"(?: \(native\))?$", proc.stdout, re.M)
+    assert {k for _, k, _ in kinds} >= {"dense 3x3", "1x1"}, proc.stdout
+    conv = shares["convolution forward"] + shares["convolution backward"]
+    assert abs(sum(float(share) for share, _, _ in kinds) - conv) < 0.6, proc.stdout
     # every operation that costs time has its group: what is left (views, allocation) is small
     assert shares.get("other", 0.0) < 10, proc.stdout
 
