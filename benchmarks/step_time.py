@@ -8,7 +8,9 @@ on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_s
     python benchmarks/step_time.py --space nasbench201 --mode first --batch 64 --device cpu --threads 2
     python ../shared/bench/peer_step.py --batch 64 --mode first --device cpu --threads 2
 
-``--impl reference`` runs the plain edge-by-edge supernet (same math) for comparison.
+``--impl reference`` runs the plain edge-by-edge supernet (same math) for comparison;
+``--compile`` the supernet under ``torch.compile`` (``optimizer.compile=true``), compiled
+during the warm-up steps (``warmup_s`` says how long they took).
 ``--optimizer NAME`` times any method of the family (darts, gdas, drnas, pc_darts,
 fair_darts, sdarts, darts_minus, beta_darts) with its defaults; PC-DARTS without its
 warm-up, so that the architecture step is part of the timed step:
@@ -51,14 +53,15 @@ def step_arguments(description: str, space: str = "nasbench201", batch: int = 64
     return ap
 
 
-def step_setup(a, device: str = "cpu", fused: bool = True):
+def step_setup(a, device: str = "cpu", fused: bool = True, compile: bool = False):
     """The optimizer of ``a`` (parsed :func:`step_arguments`) on its space, and a random
     train and validation batch: ``(opt, (x_train, y_train), (x_val, y_val))``."""
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
-    opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, **settings)
+    opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, compile=compile,
+                                 **settings)
     opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
     opt.before_training()
     g = torch.Generator().manual_seed(1)
@@ -73,13 +76,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--impl", choices=("fused", "reference"), default="fused")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the supernet (optimizer.compile=true)")
     a = ap.parse_args()
     dev = torch.device(a.device)
-    opt, (xt, yt), (xv, yv) = step_setup(a, a.device, fused=a.impl == "fused")
+    opt, (xt, yt), (xv, yv) = step_setup(a, a.device, fused=a.impl == "fused", compile=a.compile)
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    t = time.perf_counter()
     for _ in range(a.warmup):
         opt.step((xt, yt), (xv, yv))
+    sync()
+    warmup_s = time.perf_counter() - t
     times = []
     for _ in range(a.steps):
         sync()
@@ -87,8 +94,9 @@ def main() -> None:
         opt.step((xt, yt), (xv, yv))
         sync()
         times.append(time.perf_counter() - t)
-    out = {"impl": f"nasframe-{a.impl}", "optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
-           "threads": torch.get_num_threads(), "median_s": statistics.median(times), "min_s": min(times),
+    out = {"impl": f"nasframe-{a.impl}" + ("-compiled" if a.compile else ""), "optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
+           "threads": torch.get_num_threads(), "warmup_s": warmup_s, "median_s": statistics.median(times),
+           "min_s": min(times),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if dev.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
