@@ -12,8 +12,10 @@ convolution kernels reach. Prints one JSON line.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,25 +24,54 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from step_time import step_arguments, step_setup
 
 
+NATIVE_WEIGHT_GRAD = "nasframe.depthwise_weight_grad.default"
+
+
 def forward_flops(out_shape, weight_shape) -> int:
-    """FLOPs (2 per multiply-add) of a convolution forward with this output and weight."""
-    n, c_out, h, w = out_shape
-    return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+    """FLOPs (2 per multiply-add) of a convolution forward (1-D, 2-D or 3-D) with this output
+    and weight."""
+    return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
+
+
+def describe_conv(func, args, out) -> Optional[tuple[str, int]]:
+    """``(kind, FLOPs)`` of a convolution call, None for any other call. The kind says what
+    the call computes (``depthwise 5x5 forward``, ``grouped 1x1 input gradient``, ``dense 3x3
+    input and weight gradients``, ``... (native)``); the FLOPs count one forward per gradient
+    a backward call computes, grouped convolutions as what they compute. A transposed
+    convolution (as in the double backward of one) costs what its input shape says."""
+    if str(func) == NATIVE_WEIGHT_GRAD:  # (x, grad_out, kernel_size, padding): one gradient
+        x, grad_out, k = args[0], args[1], args[2]
+        return f"depthwise {k}x{k} weight gradient (native)", forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
+    if func is torch.ops.aten.convolution.default:
+        # (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+        x, weight, transposed, groups = args[0], args[1], args[6], args[8]
+        what, passes, shape = "forward", 1, (x.shape if transposed else out.shape)
+    elif func is torch.ops.aten.convolution_backward.default:
+        # (grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
+        #  groups, output_mask)
+        weight, transposed, groups, mask = args[2], args[7], args[9], args[10]
+        passes = int(mask[0]) + int(mask[1])
+        what = {(True, False): "input gradient", (False, True): "weight gradient",
+                (True, True): "input and weight gradients"}.get((bool(mask[0]), bool(mask[1])), "no gradient")
+        shape = args[1].shape if transposed else args[0].shape
+    else:
+        return None
+    k = "x".join(str(d) for d in weight.shape[2:])
+    if transposed:
+        kind = f"transposed {k}"
+    elif weight.shape[1] == 1 and groups > 1:
+        kind = f"depthwise {k}"
+    elif all(d == 1 for d in weight.shape[2:]):
+        kind = "1x1" if groups == 1 else "grouped 1x1"
+    else:
+        kind = f"dense {k}" if groups == 1 else f"grouped {k}"
+    return f"{kind} {what}", forward_flops(shape, weight.shape) * passes
 
 
 def call_flops(func, args, out) -> int:
-    """Convolution FLOPs of one operator call (0 for anything else), grouped convolutions
-    included: a backward call costs one forward per gradient it computes (input, weight);
-    the native depthwise weight gradient, one."""
-    if func is torch.ops.aten.convolution.default:
-        return forward_flops(out.shape, args[1].shape)
-    if func is torch.ops.aten.convolution_backward.default:
-        grad_out, weight, mask = args[0], args[2], args[-1]
-        return forward_flops(grad_out.shape, weight.shape) * (int(mask[0]) + int(mask[1]))
-    if str(func) == "nasframe.depthwise_weight_grad.default":
-        x, grad_out, k = args[0], args[1], args[2]
-        return forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
-    return 0
+    """Convolution FLOPs of one operator call (0 for anything else; see :func:`describe_conv`)."""
+    described = describe_conv(func, args, out)
+    return 0 if described is None else described[1]
 
 
 class ConvFlops(TorchDispatchMode):
@@ -56,8 +87,14 @@ class ConvFlops(TorchDispatchMode):
         return out
 
 
-def dense_conv_gflops(batch: int, channels: int, size: int, repeats: int) -> float:
-    """Forward + backward of a dense 3x3 convolution, channels-last (the layout of the step)."""
+#: the dense 3x3 convolution that measures the machine's convolution rate: batch, channels, size
+DENSE_SHAPE = (32, 256, 16)
+
+
+def dense_conv_gflops(batch: int = DENSE_SHAPE[0], channels: int = DENSE_SHAPE[1], size: int = DENSE_SHAPE[2],
+                      repeats: int = 3) -> float:
+    """GFLOP/s of forward + backward of a dense 3x3 convolution, channels-last (the layout of
+    the step), best of ``repeats``."""
     fmt = torch.channels_last
     x = torch.randn(batch, channels, size, size).to(memory_format=fmt).requires_grad_()
     w = torch.randn(channels, channels, 3, 3).to(memory_format=fmt).requires_grad_()
@@ -87,7 +124,7 @@ def main() -> None:
         opt.step((xt, yt), (xv, yv))
         times.append(time.perf_counter() - t)
     step_s = statistics.median(times)
-    peak = dense_conv_gflops(32, 256, 16, 3)
+    peak = dense_conv_gflops()
     achieved = conv_flops / step_s / 1e9
     print(json.dumps({"optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "threads": torch.get_num_threads(),
                       "conv_gflop_per_step": conv_flops / 1e9,

@@ -13,16 +13,21 @@ depthwise weight gradient (``nasframe.depthwise_weight_grad``) is convolution ba
     python benchmarks/step_breakdown.py --space darts --mode second --batch 16 --threads 2
     python benchmarks/step_breakdown.py --space nasbench201 --mode first --batch 64 --threads 2
 
-How far each group is from the machine's limit, measured in the same process: the
-convolutions' FLOPs (as ``conv_flops.py`` counts them) against the rate of a large dense 3x3
-convolution, and, for the memory-bound groups (elementwise, batch norm, copies, pooling), the
-bytes each call reads and writes, every operand once (a lower bound on its memory traffic),
-against the streaming bandwidth (``c = a + b`` on tensors far larger than the caches); a
-convolution's limit is its roofline, the longer of its FLOPs at that peak and its bytes at
-that bandwidth (depthwise and small 1x1 convolutions are bound by memory, not arithmetic). A
-group near 100% is at the limit: only doing less work (fusing passes, moving fewer bytes)
-makes it faster. The last line adds it up: the time the calls would take with every group at
-its limit.
+How far each group is from a reference limit of this machine, measured in the same process:
+the convolutions' FLOPs (as ``conv_flops.py`` counts them) against the rate of a large dense
+3x3 convolution (forward and backward; a forward-only call can beat it), and, for the
+memory-bound groups (elementwise, batch norm, copies, pooling), the bytes each call reads and
+writes, every operand once, against the DRAM streaming bandwidth (``c = a + b`` on 128 MB
+tensors). A convolution's limit is its roofline, the longer of its FLOPs at that peak and its
+bytes at that bandwidth (depthwise and small 1x1 convolutions are bound by memory, not
+arithmetic). Operands that are still in the caches move faster than DRAM allows (a group can
+show more than 100% of the bandwidth; the bandwidth on 4 MB tensors is printed too), so the
+limits are reference points, not hard bounds: near 100% means that a faster kernel for the
+same operation has little to gain, and that doing less work (fusing passes, moving fewer
+bytes) is what is left. The last lines add it up: the operator time with every convolution and
+memory-bound call at its limit (or at its own time where it beat the limit; matmul and the
+rest as measured), and about what plain step that would leave (the saving scaled by the plain
+over the timed step, which the timing hook slows).
 
 The timed step runs slower than a plain one (each call pays the timing hook), so read the
 shares, not the absolute sum. On CPUs the torch profiler is no substitute here: it has
@@ -37,7 +42,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conv_flops import call_flops, dense_conv_gflops
+from conv_flops import DENSE_SHAPE, describe_conv, dense_conv_gflops
 from step_time import step_arguments, step_setup
 
 #: ATen operations by base name (``aten.NAME.overload``); ``_foreach_*`` are elementwise
@@ -78,16 +83,39 @@ def group_of(name: str) -> str:
 MEMORY_BOUND = ("elementwise", "batch norm", "copies and layout", "pooling")
 
 
+#: operations that only write their first operand
+WRITE_ONLY_FIRST = {"copy_", "fill_", "zero_"}
+
+
 def nbytes(obj) -> int:
-    """Bytes of the tensors in ``obj`` (a tensor, or a list or tuple of them), each counted once."""
+    """Bytes of the tensors in ``obj`` (a tensor, or a list or tuple of them), each counted
+    once; an expanded (stride-0) dimension counts once."""
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        n = obj.numel()
+        for size, stride in zip(obj.shape, obj.stride()):
+            if stride == 0 and size:
+                n //= size
+        return n * obj.element_size()
     if isinstance(obj, (list, tuple)):
         return sum(nbytes(o) for o in obj)
     return 0
 
 
-def streaming_bandwidth(mb: int = 128, repeats: int = 10) -> float:
+def call_bytes(func, args, kwargs, out) -> int:
+    """The bytes a call reads and writes, every operand once: its inputs, and its outputs
+    (an ``out=`` tensor once; the first operand of ``copy_``, ``fill_``, ``zero_`` is only
+    written)."""
+    moved = nbytes(list(args)) + nbytes([v for k, v in kwargs.items() if k != "out"]) + nbytes(out)
+    if func._opname in WRITE_ONLY_FIRST and args:
+        moved -= nbytes(args[0])
+    return moved
+
+
+#: the tensors of the DRAM bandwidth measure, far larger than the caches; and of the cached one
+DRAM_MB, CACHED_MB = 128, 4
+
+
+def streaming_bandwidth(mb: int = DRAM_MB, repeats: int = 10) -> float:
     """GB/s of ``c = a + b`` on float32 tensors of ``mb`` MB (three operand passes), best of
     ``repeats``: what a plain streaming kernel reaches from memory at the current threads."""
     n = mb * 2**20 // 4
@@ -100,30 +128,6 @@ def streaming_bandwidth(mb: int = 128, repeats: int = 10) -> float:
     return 3 * n * 4 / best / 1e9
 
 
-def conv_kind(func, args) -> str | None:
-    """What a convolution call computes, for the split by kind: ``depthwise 5x5 forward``,
-    ``1x1 input gradient``, ``dense 3x3 input and weight gradients``, ... (None: not one)."""
-    name = str(func)
-    if name == "nasframe.depthwise_weight_grad.default":
-        return f"depthwise {args[2]}x{args[2]} weight gradient (native)"
-    if func is torch.ops.aten.convolution.default:
-        weight, groups, what = args[1], args[8], "forward"
-    elif func is torch.ops.aten.convolution_backward.default:
-        weight, groups, mask = args[2], args[9], args[-1]
-        what = {(True, False): "input gradient", (False, True): "weight gradient"}.get(
-            (bool(mask[0]), bool(mask[1])), "input and weight gradients")
-    else:
-        return None
-    k = f"{weight.shape[2]}x{weight.shape[3]}"
-    if weight.shape[1] == 1 and groups > 1:
-        kind = f"depthwise {k}"
-    elif weight.shape[2] == weight.shape[3] == 1:
-        kind = "1x1" if groups == 1 else "grouped 1x1"
-    else:
-        kind = f"dense {k}" if groups == 1 else f"grouped {k}"
-    return f"{kind} {what}"
-
-
 def _shape(arg):
     if isinstance(arg, torch.Tensor):
         return tuple(arg.shape)
@@ -132,16 +136,30 @@ def _shape(arg):
     return None
 
 
+class OpStats:
+    """What one operation (or a group of them) did in a step."""
+
+    __slots__ = ("calls", "seconds", "bytes", "flops", "seconds_at_limit")
+
+    def __init__(self):
+        self.calls, self.seconds, self.bytes, self.flops, self.seconds_at_limit = 0, 0.0, 0, 0, 0.0
+
+    def add(self, other: "OpStats") -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
 class OpTimer(TorchDispatchMode):
-    """Per operation and shapes: calls, seconds, bytes (operands once), convolution FLOPs and,
-    given the machine's ``peak`` (GFLOP/s) and ``bandwidth`` (GB/s), the seconds at its limit:
-    a call's roofline, ``max(FLOPs / peak, bytes / bandwidth)``, or its own time if shorter."""
+    """Per operation and shapes, an :class:`OpStats`: calls, seconds, bytes (operands once),
+    convolution FLOPs and, given the machine's ``peak`` (GFLOP/s) and ``bandwidth`` (GB/s), the
+    seconds at its limit: a call's roofline, ``max(FLOPs / peak, bytes / bandwidth)``, or its
+    own time if shorter. Per convolution kind (:func:`conv_flops.describe_conv`), another."""
 
     def __init__(self, peak: float = float("inf"), bandwidth: float = float("inf")):
         super().__init__()
         self.peak, self.bandwidth = peak * 1e9, bandwidth * 1e9
-        self.by_op = collections.defaultdict(lambda: [0, 0.0, 0, 0, 0.0])
-        self.by_conv_kind = collections.defaultdict(lambda: [0, 0.0])  # calls, seconds
+        self.by_op: dict[tuple[str, str], OpStats] = collections.defaultdict(OpStats)
+        self.by_conv_kind: dict[str, OpStats] = collections.defaultdict(OpStats)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -149,19 +167,15 @@ class OpTimer(TorchDispatchMode):
         out = func(*args, **kwargs)
         dt = time.perf_counter() - t0
         shapes = [_shape(a) for a in args if _shape(a) is not None][:2]
-        entry = self.by_op[(str(func), str(shapes))]
-        entry[0] += 1
-        entry[1] += dt
-        moved = nbytes(list(args)) + nbytes(list(kwargs.values())) + nbytes(out)
-        flops = call_flops(func, args, out)
-        entry[2] += moved
-        entry[3] += flops
+        call = OpStats()
+        call.calls, call.seconds, call.bytes = 1, dt, call_bytes(func, args, kwargs, out)
+        conv = describe_conv(func, args, out)
+        call.flops = 0 if conv is None else conv[1]
         # a call that beats the bandwidth (operands still in the caches) is at its limit already
-        entry[4] += min(dt, max(flops / self.peak, moved / self.bandwidth))
-        kind = conv_kind(func, args)
-        if kind is not None:
-            self.by_conv_kind[kind][0] += 1
-            self.by_conv_kind[kind][1] += dt
+        call.seconds_at_limit = min(dt, max(call.flops / self.peak, call.bytes / self.bandwidth))
+        self.by_op[(str(func), str(shapes))].add(call)
+        if conv is not None:
+            self.by_conv_kind[conv[0]].add(call)
         return out
 
 
@@ -180,49 +194,55 @@ def main() -> None:
         opt.step((xt, yt), (xv, yv))
         plain.append(time.perf_counter() - t0)
     bandwidth = streaming_bandwidth()
-    peak = dense_conv_gflops(32, 256, 16, 3)
+    cached = streaming_bandwidth(CACHED_MB, repeats=50)
+    peak = dense_conv_gflops()
     timer = OpTimer(peak, bandwidth)
     t0 = time.perf_counter()
     with timer:
         opt.step((xt, yt), (xv, yv))
     timed = time.perf_counter() - t0
+    plain_s = statistics.median(plain)
 
-    total = sum(v[1] for v in timer.by_op.values())
-    calls = sum(v[0] for v in timer.by_op.values())
-    groups = collections.defaultdict(lambda: [0, 0.0, 0, 0, 0.0])
-    for (name, _), entry in timer.by_op.items():
-        g = groups[group_of(name)]
-        for i, v in enumerate(entry):
-            g[i] += v
+    total = sum(v.seconds for v in timer.by_op.values())
+    calls = sum(v.calls for v in timer.by_op.values())
+    groups: dict[str, OpStats] = collections.defaultdict(OpStats)
+    for (name, _), stats in timer.by_op.items():
+        groups[group_of(name)].add(stats)
     print(f"{a.optimizer}, {a.space}, {a.mode} order, batch {a.batch}, {torch.get_num_threads()} threads")
-    print(f"plain step: {statistics.median(plain):.3f} s (median of {a.steps}); "
+    print(f"plain step: {plain_s:.3f} s (median of {a.steps}); "
           f"timed step: {timed:.3f} s, {calls} ATen calls, {total:.3f} s inside them")
     print(f"{'group':22s} {'share':>6s} {'s/step':>7s} {'calls':>6s}   work per step, rate, share of the limit")
     at_limit = 0.0
-    for name, (n, t, b, f, lim) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
-        row = f"{name:22s} {100 * t / total:5.1f}% {t:7.3f} {n:6d}"
+    for name, g in sorted(groups.items(), key=lambda kv: -kv[1].seconds):
+        t = g.seconds
+        row = f"{name:22s} {100 * t / total:5.1f}% {t:7.3f} {g.calls:6d}"
         if name.startswith("convolution") and t > 0:
-            row += (f" {f / 1e9:8.2f} GFLOP {f / t / 1e9:6.1f} GFLOP/s {100 * f / t / 1e9 / peak:4.0f}% of peak, "
-                    f"{100 * lim / t:.0f}% of roofline")
-            at_limit += lim
+            row += (f" {g.flops / 1e9:8.2f} GFLOP {g.flops / t / 1e9:6.1f} GFLOP/s {100 * g.flops / t / 1e9 / peak:4.0f}%"
+                    f" of peak, {100 * g.seconds_at_limit / t:.0f}% of roofline")
+            at_limit += g.seconds_at_limit
         elif name in MEMORY_BOUND and t > 0:
-            row += f" {b / 1e9:8.2f} GB    {b / t / 1e9:6.1f} GB/s    {100 * b / t / 1e9 / bandwidth:4.0f}% of bandwidth"
-            at_limit += lim
+            row += (f" {g.bytes / 1e9:8.2f} GB    {g.bytes / t / 1e9:6.1f} GB/s    "
+                    f"{100 * g.bytes / t / 1e9 / bandwidth:4.0f}% of bandwidth")
+            at_limit += g.seconds_at_limit
         else:
             at_limit += t
         print(row)
-    print(f"limits: dense 3x3 convolution (32x256x16x16, forward and backward) {peak:.1f} GFLOP/s; streaming "
-          f"bandwidth (c = a + b, 128 MB float32 tensors) {bandwidth:.1f} GB/s; a convolution's roofline is the "
-          f"longer of its FLOPs at that peak and its bytes at that bandwidth")
-    print(f"at those limits the calls would take {at_limit:.3f} s instead of {total:.3f} s "
-          f"({100 * (1 - at_limit / total):.0f}% less), with the same operations")
+    print(f"limits: dense 3x3 convolution ({'x'.join(map(str, DENSE_SHAPE))}x{DENSE_SHAPE[-1]}, forward and "
+          f"backward) {peak:.1f} GFLOP/s; DRAM streaming bandwidth (c = a + b, {DRAM_MB} MB float32 tensors) "
+          f"{bandwidth:.1f} GB/s ({cached:.1f} GB/s on {CACHED_MB} MB tensors, in the caches); a convolution's "
+          f"roofline is the longer of its FLOPs at that peak and its bytes at that bandwidth, capped at its own time")
+    saved = (total - at_limit) * min(1.0, plain_s / timed)
+    print(f"at those limits the operator calls would take {at_limit:.3f} s instead of {total:.3f} s "
+          f"({100 * (1 - at_limit / total):.0f}% less; matmul and the rest as measured), with the same operations: "
+          f"a plain step of about {plain_s - saved:.3f} s instead of {plain_s:.3f} s ({100 * saved / plain_s:.0f}% less; "
+          f"the saving scaled by plain / timed step, for the cost of the timing hook)")
     print("convolutions by kind (share of the time inside ATen calls):")
-    for kind, (n, t) in sorted(timer.by_conv_kind.items(), key=lambda kv: -kv[1][1]):
-        print(f"  {100 * t / total:5.1f}% {n:5d}x {kind}")
+    for kind, stats in sorted(timer.by_conv_kind.items(), key=lambda kv: -kv[1].seconds):
+        print(f"  {100 * stats.seconds / total:5.1f}% {stats.calls:5d}x {kind}")
     if a.top > 0:
         print(f"slowest {a.top} operations by shape (share of the time inside ATen calls):")
-    for (name, shapes), (n, t, *_) in sorted(timer.by_op.items(), key=lambda kv: -kv[1][1])[: a.top]:
-        print(f"  {100 * t / total:5.1f}% {n:5d}x {name} {shapes}")
+    for (name, shapes), stats in sorted(timer.by_op.items(), key=lambda kv: -kv[1].seconds)[: a.top]:
+        print(f"  {100 * stats.seconds / total:5.1f}% {stats.calls:5d}x {name} {shapes}")
 
 
 if __name__ == "__main__":

@@ -30,17 +30,27 @@ def test_operations_fall_into_their_groups():
         assert group_of(view) == "other", view
 
 
+def _stats(timer, name):
+    (stats,) = [v for (op, _), v in timer.by_op.items() if op == name]
+    return stats
+
+
 def test_bytes_count_every_operand_once():
     a, b = torch.ones(2, 3, 4, 5), torch.ones(2, 3, 4, 5, dtype=torch.float64)
     assert nbytes(a) == 120 * 4 and nbytes([a, b, 3, None]) == 120 * 4 + 120 * 8
+    assert nbytes(torch.ones(5).expand(7, 5)) == 5 * 4  # an expanded operand is read once
+    out = torch.empty(2, 3, 4, 5)
     timer = OpTimer()
     with timer:
         a.add_(a)  # in place: read twice (two operands) and written once
         torch.cat([a, a])
-    counted = {name: entry[2] for (name, _), entry in timer.by_op.items()}
-    assert all(entry[4] == 0 for entry in timer.by_op.values())  # no limits given: no time at them
-    assert counted["aten.add_.Tensor"] == 3 * 480
-    assert counted["aten.cat.default"] == 4 * 480  # two inputs, an output of both
+        out.copy_(a)  # the destination is only written
+        torch.add(a, a, out=out)  # the out= tensor is the output: counted once
+    assert all(v.seconds_at_limit == 0 for v in timer.by_op.values())  # no limits given: no time at them
+    assert _stats(timer, "aten.add_.Tensor").bytes == 3 * 480
+    assert _stats(timer, "aten.cat.default").bytes == 4 * 480  # two inputs, an output of both
+    assert _stats(timer, "aten.copy_.default").bytes == 2 * 480
+    assert _stats(timer, "aten.add.out").bytes == 3 * 480
     assert streaming_bandwidth(mb=4, repeats=2) > 0
 
 
@@ -52,14 +62,14 @@ def test_a_calls_limit_is_its_roofline():
         timer = OpTimer(peak, bandwidth)
         with timer:
             torch.nn.functional.conv2d(x, w, padding=1)
-        (entry,) = [e for (name, _), e in timer.by_op.items() if name == "aten.convolution.default"]
-        assert entry[2] == moved and entry[3] == flops
-        assert entry[4] == pytest.approx(max(flops / peak, moved / bandwidth) / 1e9)
+        stats = _stats(timer, "aten.convolution.default")
+        assert stats.bytes == moved and stats.flops == flops
+        assert stats.seconds_at_limit == pytest.approx(max(flops / peak, moved / bandwidth) / 1e9)
     timer = OpTimer(1e-6, 1e-6)  # limits far below what the call reached: its own time counts
     with timer:
         torch.nn.functional.conv2d(x, w, padding=1)
-    (entry,) = [e for (name, _), e in timer.by_op.items() if name == "aten.convolution.default"]
-    assert entry[4] == entry[1]
+    stats = _stats(timer, "aten.convolution.default")
+    assert stats.seconds_at_limit == stats.seconds
 
 
 def test_convolutions_are_split_by_kind():
@@ -71,10 +81,42 @@ def test_convolutions_are_split_by_kind():
     with timer:
         y = F.conv2d(F.conv2d(x, dw, padding=2, groups=8), pw, groups=2)
         torch.autograd.grad(F.conv2d(y, dense, padding=1).sum(), [x, pw, dense])
-    assert set(timer.by_conv_kind) == {"depthwise 5x5 forward", "grouped 1x1 forward", "dense 3x3 forward",
-                                       "dense 3x3 input and weight gradients",
-                                       "grouped 1x1 input and weight gradients", "depthwise 5x5 input gradient"}
-    assert all(n == 1 for n, _ in timer.by_conv_kind.values())
+    kinds = timer.by_conv_kind
+    assert set(kinds) == {"depthwise 5x5 forward", "grouped 1x1 forward", "dense 3x3 forward",
+                          "dense 3x3 input and weight gradients", "grouped 1x1 input and weight gradients",
+                          "depthwise 5x5 input gradient"}
+    assert all(v.calls == 1 for v in kinds.values())
+    # a backward call costs one forward per gradient it computes
+    assert kinds["dense 3x3 input and weight gradients"].flops == 2 * kinds["dense 3x3 forward"].flops
+    assert kinds["depthwise 5x5 input gradient"].flops == kinds["depthwise 5x5 forward"].flops == 2 * 2 * 8 * 36 * 25
+    conv_seconds = sum(v.seconds for (op, _), v in timer.by_op.items() if group_of(op).startswith("convolution"))
+    assert sum(v.seconds for v in kinds.values()) == pytest.approx(conv_seconds)
+
+
+def test_other_convolutions_are_counted_not_fatal():
+    F = torch.nn.functional
+    timer = OpTimer()
+    with timer:
+        F.conv1d(torch.ones(2, 4, 9), torch.ones(6, 4, 3))
+        F.conv3d(torch.ones(1, 2, 4, 4, 4), torch.ones(3, 2, 1, 1, 1))
+        F.conv_transpose2d(torch.ones(1, 8, 4, 4), torch.ones(8, 16, 3, 3))
+    kinds = timer.by_conv_kind
+    assert kinds["dense 3 forward"].flops == 2 * 2 * 6 * 7 * 4 * 3
+    assert kinds["1x1 forward"].flops == 2 * 3 * 64 * 2
+    # a transposed convolution: every input pixel meets every output channel's 3x3 kernel
+    assert kinds["transposed 3x3 forward"].flops == 2 * 8 * 16 * 16 * 9
+
+
+def test_the_native_weight_gradient_is_counted(native_kernels):
+    from nasframe_core import kernels
+
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    timer = OpTimer()
+    with timer:
+        kernels.depthwise_weight_grad(x, torch.randn_like(x), 5, 2)
+    if not hasattr(torch.library, "custom_op"):
+        pytest.skip("torch < 2.4: the native kernel is not an operator that dispatch modes see")
+    assert timer.by_conv_kind["depthwise 5x5 weight gradient (native)"].flops == 2 * 2 * 8 * 36 * 25
 
 
 def test_the_breakdown_adds_up():
@@ -89,15 +131,16 @@ def test_the_breakdown_adds_up():
     # FLOPs for the convolutions, bytes for exactly the memory-bound groups
     assert {name for name, _, unit in rows if unit == "GFLOP"} == {"convolution forward", "convolution backward"}
     assert {name for name, _, unit in rows if unit == "GB"} == set(MEMORY_BOUND) & set(shares), proc.stdout
-    limit = re.search(r"^at those limits the calls would take (\d+\.\d+) s instead of (\d+\.\d+) s", proc.stdout, re.M)
-    assert limit and 0 < float(limit[1]) < float(limit[2]), proc.stdout
+    limit = re.search(r"^at those limits the operator calls would take (\d+\.\d+) s instead of (\d+\.\d+) s .*"
+                      r"a plain step of about (-?\d+\.\d+) s instead of (\d+\.\d+) s", proc.stdout, re.M)
+    assert limit and 0 < float(limit[1]) < float(limit[2]) and float(limit[3]) < float(limit[4]), proc.stdout
     assert abs(sum(shares.values()) - 100) < 0.6, proc.stdout
     # the convolutions by kind add up to the two convolution groups
     kinds = re.findall(r"^ +(\d+\.\d)% +\d+x (.+?) (forward|input gradient|weight gradient|input and weight gradients)"
                        r"(?: \(native\))?$", proc.stdout, re.M)
     assert {k for _, k, _ in kinds} >= {"dense 3x3", "1x1"}, proc.stdout
     conv = shares["convolution forward"] + shares["convolution backward"]
-    assert abs(sum(float(share) for share, _, _ in kinds) - conv) < 0.6, proc.stdout
+    assert abs(sum(float(share) for share, _, _ in kinds) - conv) < 1.0, proc.stdout  # each printed to 0.1
     # every operation that costs time has its group: what is left (views, allocation) is small
     assert shares.get("other", 0.0) < 10, proc.stdout
 
