@@ -2,8 +2,8 @@
 """How far a search step is from the machine's limit: convolution FLOP/s achieved vs peak.
 
 Counts the convolution FLOPs of one search step (forward and backward, as the optimizer
-runs it; a dispatch mode counts every ATen convolution call and the native depthwise weight
-gradient), times the step, and times a
+runs it; a dispatch mode counts every ATen convolution call and the native kernels' calls,
+the Winograd convolutions as the direct convolutions they stand in for), times the step, and times a
 large dense 3x3 convolution (forward and backward) to measure what this machine's
 convolution kernels reach. Prints one JSON line.
 
@@ -25,6 +25,13 @@ from step_time import step_arguments, step_setup
 
 
 NATIVE_WEIGHT_GRAD = "nasframe.depthwise_weight_grad.default"
+#: the native Winograd 3x3 convolution's operators: what each computes, and which of its
+#: arguments hold the output-side tensor and the weight shape
+WINOGRAD = {
+    "nasframe.winograd_conv3x3.default": "forward",
+    "nasframe.winograd_conv3x3_input_grad.default": "input gradient",
+    "nasframe.winograd_conv3x3_weight_grad.default": "weight gradient",
+}
 
 
 def forward_flops(out_shape, weight_shape) -> int:
@@ -39,9 +46,17 @@ def describe_conv(func, args, out) -> Optional[tuple[str, int]]:
     input and weight gradients``, ``... (native)``); the FLOPs count one forward per gradient
     a backward call computes, grouped convolutions as what they compute. A transposed
     convolution (as in the double backward of one) costs what its input shape says."""
-    if str(func) == NATIVE_WEIGHT_GRAD:  # (x, grad_out, kernel_size, padding): one gradient
+    name = str(func)
+    if name == NATIVE_WEIGHT_GRAD:  # (x, grad_out, kernel_size, padding): one gradient
         x, grad_out, k = args[0], args[1], args[2]
         return f"depthwise {k}x{k} weight gradient (native)", forward_flops(grad_out.shape, (x.shape[1], 1, k, k))
+    if name in WINOGRAD:  # counted as the direct convolution it stands in for
+        what = WINOGRAD[name]
+        if what == "weight gradient":  # (x, grad_out)
+            shape, weight_shape = args[1].shape, (args[1].shape[1], args[0].shape[1], 3, 3)
+        else:  # (x, weight) or (grad_out, weight)
+            shape, weight_shape = (out.shape if what == "forward" else args[0].shape), args[1].shape
+        return f"dense 3x3 {what} (Winograd, native)", forward_flops(shape, weight_shape)
     if func is torch.ops.aten.convolution.default:
         # (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
         x, weight, transposed, groups = args[0], args[1], args[6], args[8]

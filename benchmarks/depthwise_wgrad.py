@@ -9,7 +9,6 @@ and a JSON summary line. Both see the same channels-last float32 tensors.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -17,6 +16,7 @@ import time
 import torch
 
 from nasframe_core import kernels
+from native_step import kernel_arguments
 
 # (N, C, H, kernel): the weight gradients of the sep/dil convolutions of a DARTS-space step
 SHAPES = [
@@ -32,15 +32,7 @@ def aten_weight_grad(x: torch.Tensor, go: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    ap.add_argument("--repeats", type=int, default=7)
-    a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    why = kernels.unavailable_reason()
-    if why:
-        raise SystemExit(f"the native kernels are not available: {why}")
+    a = kernel_arguments(__doc__)
     ratios = []
     print(f"{'shape (N, C, H, k)':22s} {'aten ms':>8s} {'native ms':>9s} {'speed-up':>8s} {'native GFLOP/s':>14s}")
     for N, C, H, k in SHAPES:

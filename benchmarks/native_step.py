@@ -9,6 +9,7 @@ alike. Prints the median step time of each and their ratio as one JSON line.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -20,13 +21,31 @@ from nasframe_core import kernels
 from step_time import step_arguments, step_setup
 
 
+def require_native_kernels() -> None:
+    """Exit with one line saying why, when the native kernels are not available."""
+    why = kernels.unavailable_reason()
+    if why:
+        raise SystemExit(f"the native kernels are not available: {why}")
+
+
+def kernel_arguments(description: str) -> argparse.Namespace:
+    """The options of a kernel benchmark (``--threads``, ``--repeats``), applied; exits when
+    the native kernels are not available."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--repeats", type=int, default=7)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    require_native_kernels()
+    return a
+
+
 def main() -> None:
     ap = step_arguments(__doc__, space="darts", batch=16)
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    why = kernels.unavailable_reason()
-    if why:
-        raise SystemExit(f"the native kernels are not available: {why}")
+    require_native_kernels()
     opt, train, val = step_setup(a)
     settings = {"native": "1", "aten": "0"}
     times: dict[str, list[float]] = {name: [] for name in settings}

@@ -8,7 +8,10 @@ plain step time, then the groups, the convolutions by kind (dense, 1x1, depthwis
 input or weight gradient) and the slowest operations by shape. On the DARTS space,
 "matmul" is the weight gradient of the grouped 1x1 convolutions (batched matrix products),
 and average pooling runs as a box-sum convolution, so it counts as convolution; the native
-depthwise weight gradient (``nasframe.depthwise_weight_grad``) is convolution backward.
+kernels' operators count as convolutions too: the depthwise weight gradient
+(``nasframe.depthwise_weight_grad``) and the Winograd 3x3 convolutions of NAS-Bench-201's cells
+(``nasframe.winograd_conv3x3*``, with the FLOPs of the direct convolution they stand in for, so
+their rate can exceed the dense convolution's).
 
     python benchmarks/step_breakdown.py --space darts --mode second --batch 16 --threads 2
     python benchmarks/step_breakdown.py --space nasbench201 --mode first --batch 64 --threads 2
@@ -47,8 +50,9 @@ from step_time import step_arguments, step_setup
 
 #: ATen operations by base name (``aten.NAME.overload``); ``_foreach_*`` are elementwise
 GROUPS = (
-    ("convolution forward", {"convolution"}),
-    ("convolution backward", {"convolution_backward", "depthwise_weight_grad"}),
+    ("convolution forward", {"convolution", "winograd_conv3x3"}),
+    ("convolution backward", {"convolution_backward", "depthwise_weight_grad", "winograd_conv3x3_input_grad",
+                              "winograd_conv3x3_weight_grad"}),
     ("batch norm", {"native_batch_norm", "native_batch_norm_backward", "batch_norm_update_stats",
                     "_native_batch_norm_legit", "_native_batch_norm_legit_functional"}),
     ("matmul", {"bmm", "mm", "addmm", "baddbmm", "dot", "vdot"}),

@@ -153,6 +153,41 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilati
     return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
 
 
+class WinogradConv3x3(torch.autograd.Function):
+    """``F.conv2d(x, weight, None, 1, 1)`` whose forward pass, input gradient and weight
+    gradient run in the native Winograd kernels (:func:`nasframe_core.kernels.winograd_conv3x3`):
+    ``WinogradConv3x3.apply(x, weight)``. Under ``create_graph`` the backward pass is ATen's
+    (it is differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return kernels.winograd_conv3x3(x, weight)
+
+    @staticmethod
+    def backward(ctx, go: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        want_x, want_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph: a backward pass that can be differentiated again
+            gx, gw, _ = torch.ops.aten.convolution_backward(go, x, weight, None, [1, 1], [1, 1], [1, 1], False,
+                                                            [0, 0], 1, [want_x, want_w, False])
+            return gx, gw
+        gx = kernels.winograd_conv3x3_input_grad(go, weight) if want_x else None
+        gw = kernels.winograd_conv3x3_weight_grad(x, go) if want_w else None
+        return gx, gw
+
+
+def conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, 1, 1)`` for a (Co, Ci, 3, 3) ``weight``. Where
+    :func:`nasframe_core.kernels.winograd_accepts` the convolution (CPU float32 channels-last,
+    channels multiples of 8, ...) and no autocast is on, it runs by Winograd's F(2x2, 3x3) in
+    the native kernels, forward and backward: 2.25x fewer multiplies than oneDNN's direct
+    convolution."""
+    if not _autocast_on(x.device.type) and kernels.winograd_accepts(x, weight):
+        return WinogradConv3x3.apply(x, weight)
+    return F.conv2d(x, weight, None, 1, 1)
+
+
 def _pair(v) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 

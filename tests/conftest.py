@@ -120,3 +120,31 @@ def assert_test_statistics_copies_nothing(monkeypatch, opt, also_refuse=()) -> N
     monkeypatch.setattr(type(opt.graph), "state_dict", refuse)
     assert opt.test_statistics() is None
     assert [p.data_ptr() for p in opt.graph.parameters()] == params_before
+
+
+def native_and_aten_step(monkeypatch, space, calls: list) -> None:
+    """One unrolled DARTS search step on ``space`` with the native kernels on, then the same
+    step with them off: the first records calls in ``calls`` (a counting patch the test set up),
+    the second none, and both end with the same weights and alphas."""
+    from nasframe_core import kernels
+    from nasframe_core.data import KNOWN_DATASETS
+    from nasframe_darts import DARTSOptimizer
+
+    def run(native: str):
+        monkeypatch.setenv(kernels.ENV_SWITCH, native)
+        torch.manual_seed(0)
+        opt = DARTSOptimizer(unrolled=True, device="cpu")
+        opt.adapt_search_space(space, KNOWN_DATASETS["cifar10"])
+        opt.before_training()
+        g = torch.Generator().manual_seed(1)
+        batch = [(torch.randn(4, 3, 16, 16, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]
+        opt.step(*batch)
+        return [p.detach().clone() for p in opt.graph.parameters()]
+
+    native = run("1")
+    assert calls, "the step did not use the native kernels"
+    used = len(calls)
+    aten = run("0")
+    assert len(calls) == used
+    for a, b in zip(native, aten):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -137,7 +137,7 @@ def test_the_breakdown_adds_up():
     assert abs(sum(shares.values()) - 100) < 0.6, proc.stdout
     # the convolutions by kind add up to the two convolution groups
     kinds = re.findall(r"^ +(\d+\.\d)% +\d+x (.+?) (forward|input gradient|weight gradient|input and weight gradients)"
-                       r"(?: \(native\))?$", proc.stdout, re.M)
+                       r"(?: \((?:Winograd, )?native\))?$", proc.stdout, re.M)
     assert {k for _, k, _ in kinds} >= {"dense 3x3", "1x1"}, proc.stdout
     conv = shares["convolution forward"] + shares["convolution backward"]
     assert abs(sum(float(share) for share, _, _ in kinds) - conv) < 1.0, proc.stdout  # each printed to 0.1

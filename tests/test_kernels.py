@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import native_and_aten_step
 from nasframe_core import kernels, ops
 
 # (N, C, H, W, kernel, padding): "same" paddings, none (small images padded beforehand),
@@ -136,29 +137,9 @@ def test_darts_step_runs_the_native_kernel_and_matches_aten(native_kernels, monk
     """A fused DARTS-space search step (channels-last float32, the default on CPUs) takes its
     separable and dilated convolutions' weight gradients from the native kernel, and ends
     with the weights and alphas that ATen's kernel gives."""
-    from nasframe_core.data import KNOWN_DATASETS
-    from nasframe_darts import DARTSOptimizer
     from nasframe_spaces import DartsSearchSpace
 
-    def run(native: str):
-        monkeypatch.setenv(kernels.ENV_SWITCH, native)
-        torch.manual_seed(0)
-        opt = DARTSOptimizer(unrolled=True, device="cpu")
-        opt.adapt_search_space(DartsSearchSpace(C=8, layers=3), KNOWN_DATASETS["cifar10"])
-        opt.before_training()
-        g = torch.Generator().manual_seed(1)
-        batch = [(torch.randn(4, 3, 16, 16, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]
-        opt.step(*batch)
-        return [p.detach().clone() for p in opt.graph.parameters()]
-
-    calls = _count_native(monkeypatch)
-    native = run("1")
-    assert calls, "the step did not use the native kernel"
-    used = len(calls)
-    aten = run("0")
-    assert len(calls) == used
-    for a, b in zip(native, aten):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    native_and_aten_step(monkeypatch, DartsSearchSpace(C=8, layers=3), _count_native(monkeypatch))
 
 
 def test_without_a_compiler_aten_runs_and_one_line_says_why(monkeypatch, tmp_path, caplog):
@@ -189,7 +170,7 @@ def test_a_damaged_cached_build_is_rebuilt(native_kernels, tmp_path):
     env = dict(os.environ, NASFRAME_CACHE=str(tmp_path), **{kernels.ENV_SWITCH: "1"})
     probe = [sys.executable, "-c", "from nasframe_core import kernels; print(kernels.available())"]
     assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "True"
-    (built,) = (tmp_path / "kernels").glob("depthwise-*.so")
+    (built,) = (tmp_path / "kernels").glob("native-*.so")
     built.write_bytes(b"not a shared library")
     assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "True"
     assert built.read_bytes() != b"not a shared library"

@@ -1,14 +1,20 @@
 """Native CPU kernels, compiled on first use with the machine's C compiler.
 
-One kernel so far: the weight gradient of stride-1, undilated depthwise convolutions on
-channels-last float32 tensors (``depthwise.c``). oneDNN runs it in a generic kernel; this one
-is 4-6x faster on 5x5 kernels and 1.2-1.6x on 3x3 ones (``benchmarks/depthwise_wgrad.py``).
-It is what separable and dilated convolutions spend most of their backward pass on.
+Two kernels so far, both on channels-last float32 tensors:
 
-The kernel is optional and changes no result beyond float rounding: without a C compiler
+- ``depthwise.c``: the weight gradient of stride-1, undilated depthwise convolutions. oneDNN
+  runs it in a generic kernel; this one is 4-6x faster on 5x5 kernels and 1.2-1.6x on 3x3 ones
+  (``benchmarks/depthwise_wgrad.py``). It is what separable and dilated convolutions spend most
+  of their backward pass on.
+- ``winograd.c``: dense 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3), 2.25x
+  fewer multiplies than a direct convolution: the forward pass, the input gradient (the same
+  kernel on transposed, flipped weights) and the weight gradient
+  (``benchmarks/winograd_conv.py``). NAS-Bench-201's cells spend most of their step there.
+
+The kernels are optional and change no result beyond float rounding: without a C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``), or with ``NASFRAME_NATIVE_KERNELS=0``, ATen's
-kernel runs. The compiled library is cached in ``kernels/`` under ``$NASFRAME_CACHE`` (default
-``~/.cache/nasframe``), keyed by the source, the compiler, its flags and the CPU, so a home
+kernels run. The compiled library is cached in ``kernels/`` under ``$NASFRAME_CACHE`` (default
+``~/.cache/nasframe``), keyed by the sources, the compiler, its flags and the CPU, so a home
 directory shared by different machines gets one build per kind of CPU.
 """
 from __future__ import annotations
@@ -31,7 +37,7 @@ from nasframe_core.data import cache_dir
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "NASFRAME_NATIVE_KERNELS"
-SOURCE = Path(__file__).with_name("depthwise.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "winograd.c"))
 #: flag sets tried in order until one compiles (``-march=native``: the CPU's vector units)
 FLAG_SETS = (
     ("-O3", "-march=native", "-fopenmp"),
@@ -74,22 +80,23 @@ def _cpu_fingerprint() -> str:
 
 
 def _build(cc: str) -> Path:
-    """Compile ``depthwise.c`` into the cache (atomically: concurrent builds are harmless)."""
-    source = SOURCE.read_bytes()
+    """Compile the sources into one library in the cache (atomically: concurrent builds are
+    harmless)."""
+    source = b"\0".join(path.read_bytes() for path in SOURCES)
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     machine = _cpu_fingerprint()
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(), " ".join(flags).encode(),
                                           machine.encode()])).hexdigest()[:16]
-        target = cache_dir() / "kernels" / f"depthwise-{key}.so"
+        target = cache_dir() / "kernels" / f"native-{key}.so"
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            done = subprocess.run([cc, *flags, "-shared", "-fPIC", str(SOURCE), "-o", tmp],
+            done = subprocess.run([cc, *flags, "-shared", "-fPIC", *map(str, SOURCES), "-o", tmp],
                                   capture_output=True, text=True, timeout=300)
             if done.returncode == 0:
                 os.replace(tmp, target)
@@ -121,6 +128,9 @@ def _load() -> Optional[ctypes.CDLL]:
             fn = lib.depthwise_weight_grad_f32
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 8 + [ctypes.c_int]
+            for fn in (lib.winograd_forward_f32, lib.winograd_weight_grad_f32):
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 5 + [ctypes.c_int]
             lib.depthwise_threads.restype = ctypes.c_int
             _state["threads"] = bool(lib.depthwise_threads())
             if not _state["threads"]:
@@ -128,7 +138,7 @@ def _load() -> Optional[ctypes.CDLL]:
                          "one thread")
         except Exception as e:  # noqa: BLE001 - any failure to build or load means: use ATen
             lib = None
-            _state["why"] = f"could not build {SOURCE.name} with {cc} ({e})"
+            _state["why"] = f"could not build {', '.join(p.name for p in SOURCES)} with {cc} ({e})"
             log.info("native kernels: %s; using ATen's kernels", _state["why"])
     _state["lib"] = lib
     return lib
@@ -147,8 +157,9 @@ def unavailable_reason() -> Optional[str]:
 
 
 def _standard_nhwc(t: torch.Tensor) -> bool:
+    """Whether ``t``'s memory is packed (N, H, W, C) (the stride of a size-1 dimension is free)."""
     N, C, H, W = t.shape
-    return t.stride() == (H * W * C, 1, W * C, C)
+    return all(n == 1 or s == want for n, s, want in zip(t.shape, t.stride(), (H * W * C, 1, W * C, C)))
 
 
 def accepts(x: torch.Tensor, kernel_size: int, padding: int) -> bool:
@@ -194,3 +205,125 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
     ``x`` with padding ``padding``, given ``grad_out``, the gradient of its output. Call only
     where :func:`accepts` says yes."""
     return _weight_grad_op(x, grad_out, kernel_size, padding)
+
+
+# --------------------------------------------------------------------------- Winograd 3x3
+
+#: F(2x2, 3x3)'s filter transform G (4x3); ``G w G^T`` of a row-major 3x3 kernel ``w`` is
+#: ``kron(G, G) @ w.flatten()``
+_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+_kron_g: dict = {}
+
+
+def _gg() -> torch.Tensor:
+    """kron(G, G), (16, 9) float32 (built once)."""
+    if "gg" not in _kron_g:
+        g = torch.tensor(_WINOGRAD_G, dtype=torch.float32)
+        _kron_g["gg"] = torch.kron(g, g)
+    return _kron_g["gg"]
+
+
+def winograd_accepts(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the native Winograd kernels take the 3x3 convolution of ``x`` with ``weight``
+    (stride 1, padding 1, no dilation, no groups): CPU float32, ``x`` channels-last, input and
+    output channels multiples of 8, the kernels enabled and built."""
+    return (x.device.type == "cpu" and weight.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and x.dim() == 4 and weight.dim() == 4
+            and tuple(weight.shape[2:]) == (3, 3) and weight.shape[1] == x.shape[1] and x.shape[1] % 8 == 0
+            and weight.shape[0] % 8 == 0 and _standard_nhwc(x) and available()
+            and (_state.get("threads", True) or torch.get_num_threads() == 1))
+
+
+def _nhwc_f32(t: torch.Tensor, shape: tuple, what: str) -> torch.Tensor:
+    if tuple(t.shape) != shape or t.dtype != torch.float32 or t.device.type != "cpu":
+        raise ValueError(f"winograd: {what} must be CPU float32 of shape {shape}, "
+                         f"not {t.dtype} {tuple(t.shape)} on {t.device}")
+    return t if _standard_nhwc(t) else t.contiguous(memory_format=torch.channels_last)
+
+
+def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int) -> torch.Tensor:
+    N, C, H, W = x.shape
+    out = torch.empty(N, out_channels, H, W, dtype=torch.float32, memory_format=torch.channels_last)
+    code = _load().winograd_forward_f32(x.data_ptr(), u.data_ptr(), out.data_ptr(), N, H, W, C, out_channels,
+                                        torch.get_num_threads())
+    if code:
+        raise RuntimeError(f"native Winograd convolution failed (code {code}) on input {tuple(x.shape)}, "
+                           f"{out_channels} output channels")
+    return out
+
+
+def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    co, ci = weight.shape[:2]
+    x = _nhwc_f32(x, (x.shape[0], ci) + tuple(x.shape[2:]), "the input")
+    u = (_gg() @ weight.reshape(co * ci, 9).t()).view(16, co, ci).transpose(1, 2).contiguous()  # (16, ci, co)
+    return _winograd_run(x, u, co)
+
+
+def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    co, ci = weight.shape[:2]
+    grad_out = _nhwc_f32(grad_out, (grad_out.shape[0], co) + tuple(grad_out.shape[2:]), "grad_out")
+    # the convolution with the transposed, flipped kernel: flipping a row-major 3x3 kernel
+    # reverses its 9 values, i.e. the columns of kron(G, G)
+    u = (_gg().flip(1) @ weight.reshape(co * ci, 9).t()).view(16, co, ci)  # (16, co, ci), contiguous
+    return _winograd_run(grad_out, u, ci)
+
+
+def _winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    N, ci, H, W = x.shape
+    co = grad_out.shape[1]
+    x = _nhwc_f32(x, tuple(x.shape), "the input")
+    grad_out = _nhwc_f32(grad_out, (N, co, H, W), "grad_out")
+    m = torch.empty(16, ci, co, dtype=torch.float32)
+    code = _load().winograd_weight_grad_f32(x.data_ptr(), grad_out.data_ptr(), m.data_ptr(), N, H, W, ci, co,
+                                            torch.get_num_threads())
+    if code:
+        raise RuntimeError(f"native Winograd weight gradient failed (code {code}) on input {tuple(x.shape)}, "
+                           f"{co} output channels")
+    return (_gg().t() @ m.view(16, ci * co)).view(3, 3, ci, co).permute(3, 2, 0, 1).contiguous()
+
+
+if hasattr(torch.library, "custom_op"):  # operators that dispatch modes and the compiler see
+    @torch.library.custom_op("nasframe::winograd_conv3x3", mutates_args=())
+    def _winograd_forward_op(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return _winograd_forward(x, weight)
+
+    @_winograd_forward_op.register_fake
+    def _(x, weight):
+        return torch.empty(x.shape[0], weight.shape[0], x.shape[2], x.shape[3], dtype=x.dtype, device=x.device,
+                           memory_format=torch.channels_last)
+
+    @torch.library.custom_op("nasframe::winograd_conv3x3_input_grad", mutates_args=())
+    def _winograd_input_grad_op(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return _winograd_input_grad(grad_out, weight)
+
+    @_winograd_input_grad_op.register_fake
+    def _(grad_out, weight):
+        return torch.empty(grad_out.shape[0], weight.shape[1], grad_out.shape[2], grad_out.shape[3],
+                           dtype=grad_out.dtype, device=grad_out.device, memory_format=torch.channels_last)
+
+    @torch.library.custom_op("nasframe::winograd_conv3x3_weight_grad", mutates_args=())
+    def _winograd_weight_grad_op(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        return _winograd_weight_grad(x, grad_out)
+
+    @_winograd_weight_grad_op.register_fake
+    def _(x, grad_out):
+        return x.new_empty((grad_out.shape[1], x.shape[1], 3, 3))
+else:
+    _winograd_forward_op, _winograd_input_grad_op = _winograd_forward, _winograd_input_grad
+    _winograd_weight_grad_op = _winograd_weight_grad
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, 1, 1)`` (channels-last), by the native Winograd kernel.
+    Call only where :func:`winograd_accepts` says yes."""
+    return _winograd_forward_op(x, weight)
+
+
+def winograd_conv3x3_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The input gradient of :func:`winograd_conv3x3` given ``grad_out``, the gradient of its output."""
+    return _winograd_input_grad_op(grad_out, weight)
+
+
+def winograd_conv3x3_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    """The (Co, Ci, 3, 3) weight gradient of :func:`winograd_conv3x3` of ``x``, given ``grad_out``."""
+    return _winograd_weight_grad_op(x, grad_out)
