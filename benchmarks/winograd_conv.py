@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Dense 3x3 convolutions: oneDNN's direct kernels (through ATen) vs nasframe's native
-Winograd F(2x2, 3x3) ones, forward, input gradient and weight gradient.
+Winograd ones (F(4x4, 3x3); F(2x2, 3x3) for the weight gradient on images under 16 pixels),
+forward, input gradient and weight gradient.
 
 Times both on the shapes of a NAS-Bench-201 step at batch 64 (C=16, 32, 64; the 3x3
 convolutions of the edges leaving one node stacked along the output channels: 3, 2 or 1 edges),

@@ -6,10 +6,11 @@ Two kernels so far, both on channels-last float32 tensors:
   runs it in a generic kernel; this one is 4-6x faster on 5x5 kernels and 1.2-1.6x on 3x3 ones
   (``benchmarks/depthwise_wgrad.py``). It is what separable and dilated convolutions spend most
   of their backward pass on.
-- ``winograd.c``: dense 3x3 convolutions (stride 1, padding 1) by Winograd's F(2x2, 3x3), 2.25x
-  fewer multiplies than a direct convolution: the forward pass, the input gradient (the same
-  kernel on transposed, flipped weights) and the weight gradient
-  (``benchmarks/winograd_conv.py``). NAS-Bench-201's cells spend most of their step there.
+- ``winograd.c``: dense 3x3 convolutions (stride 1, padding 1) by Winograd's F(4x4, 3x3) (4x
+  fewer multiplies than a direct convolution; F(2x2, 3x3) on images too small for it): the
+  forward pass, the input gradient (the same kernel on transposed, flipped weights) and the
+  weight gradient, 1.3-1.9x oneDNN's on NAS-Bench-201's shapes (``benchmarks/winograd_conv.py``).
+  NAS-Bench-201's cells spend most of their step there.
 
 The kernels are optional and change no result beyond float rounding: without a C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``), or with ``NASFRAME_NATIVE_KERNELS=0``, ATen's
@@ -130,7 +131,7 @@ def _load() -> Optional[ctypes.CDLL]:
             fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 8 + [ctypes.c_int]
             for fn in (lib.winograd_forward_f32, lib.winograd_weight_grad_f32):
                 fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 5 + [ctypes.c_int]
+                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 5 + [ctypes.c_int] * 2
             lib.depthwise_threads.restype = ctypes.c_int
             _state["threads"] = bool(lib.depthwise_threads())
             if not _state["threads"]:
@@ -209,18 +210,29 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
 
 # --------------------------------------------------------------------------- Winograd 3x3
 
-#: F(2x2, 3x3)'s filter transform G (4x3); ``G w G^T`` of a row-major 3x3 kernel ``w`` is
-#: ``kron(G, G) @ w.flatten()``
-_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+#: the filter transforms G of F(2x2, 3x3) (4x3) and F(4x4, 3x3) (6x3), by output tile size;
+#: ``G w G^T`` of a row-major 3x3 kernel ``w`` is ``kron(G, G) @ w.flatten()``
+_WINOGRAD_G = {
+    2: ((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
+    4: ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+        (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
+}
 _kron_g: dict = {}
 
 
-def _gg() -> torch.Tensor:
-    """kron(G, G), (16, 9) float32 (built once)."""
-    if "gg" not in _kron_g:
-        g = torch.tensor(_WINOGRAD_G, dtype=torch.float32)
-        _kron_g["gg"] = torch.kron(g, g)
-    return _kron_g["gg"]
+def _gg(tile: int) -> torch.Tensor:
+    """kron(G, G) of F(tile x tile, 3x3), ((tile + 2)^2, 9) float32 (built once, in float64)."""
+    if tile not in _kron_g:
+        g = torch.tensor(_WINOGRAD_G[tile], dtype=torch.float64)
+        _kron_g[tile] = torch.kron(g, g).float()
+    return _kron_g[tile]
+
+
+def winograd_tile(height: int, width: int, weight_grad: bool = False) -> int:
+    """The output tile size of the Winograd kernels on an image of this size: 4 (F(4x4, 3x3))
+    where the image has room for it, at least 4 pixels each way (16 for the weight gradient,
+    whose per-position sums cost more than they save on fewer tiles); else 2 (F(2x2, 3x3))."""
+    return 4 if min(height, width) >= (16 if weight_grad else 4) else 2
 
 
 def winograd_accepts(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -241,10 +253,10 @@ def _nhwc_f32(t: torch.Tensor, shape: tuple, what: str) -> torch.Tensor:
     return t if _standard_nhwc(t) else t.contiguous(memory_format=torch.channels_last)
 
 
-def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int) -> torch.Tensor:
+def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int, tile: int) -> torch.Tensor:
     N, C, H, W = x.shape
     out = torch.empty(N, out_channels, H, W, dtype=torch.float32, memory_format=torch.channels_last)
-    code = _load().winograd_forward_f32(x.data_ptr(), u.data_ptr(), out.data_ptr(), N, H, W, C, out_channels,
+    code = _load().winograd_forward_f32(x.data_ptr(), u.data_ptr(), out.data_ptr(), N, H, W, C, out_channels, tile,
                                         torch.get_num_threads())
     if code:
         raise RuntimeError(f"native Winograd convolution failed (code {code}) on input {tuple(x.shape)}, "
@@ -255,8 +267,10 @@ def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int) -> torch.
 def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     co, ci = weight.shape[:2]
     x = _nhwc_f32(x, (x.shape[0], ci) + tuple(x.shape[2:]), "the input")
-    u = (_gg() @ weight.reshape(co * ci, 9).t()).view(16, co, ci).transpose(1, 2).contiguous()  # (16, ci, co)
-    return _winograd_run(x, u, co)
+    tile = winograd_tile(*x.shape[2:])
+    gg = _gg(tile)
+    u = (gg @ weight.reshape(co * ci, 9).t()).view(-1, co, ci).transpose(1, 2).contiguous()  # (P, ci, co)
+    return _winograd_run(x, u, co, tile)
 
 
 def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -264,8 +278,9 @@ def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.
     grad_out = _nhwc_f32(grad_out, (grad_out.shape[0], co) + tuple(grad_out.shape[2:]), "grad_out")
     # the convolution with the transposed, flipped kernel: flipping a row-major 3x3 kernel
     # reverses its 9 values, i.e. the columns of kron(G, G)
-    u = (_gg().flip(1) @ weight.reshape(co * ci, 9).t()).view(16, co, ci)  # (16, co, ci), contiguous
-    return _winograd_run(grad_out, u, ci)
+    tile = winograd_tile(*grad_out.shape[2:])
+    u = (_gg(tile).flip(1) @ weight.reshape(co * ci, 9).t()).view(-1, co, ci)  # (P, co, ci), contiguous
+    return _winograd_run(grad_out, u, ci, tile)
 
 
 def _winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
@@ -273,13 +288,15 @@ def _winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tens
     co = grad_out.shape[1]
     x = _nhwc_f32(x, tuple(x.shape), "the input")
     grad_out = _nhwc_f32(grad_out, (N, co, H, W), "grad_out")
-    m = torch.empty(16, ci, co, dtype=torch.float32)
-    code = _load().winograd_weight_grad_f32(x.data_ptr(), grad_out.data_ptr(), m.data_ptr(), N, H, W, ci, co,
+    tile = winograd_tile(H, W, weight_grad=True)
+    gg = _gg(tile)
+    m = torch.empty(gg.shape[0], ci, co, dtype=torch.float32)
+    code = _load().winograd_weight_grad_f32(x.data_ptr(), grad_out.data_ptr(), m.data_ptr(), N, H, W, ci, co, tile,
                                             torch.get_num_threads())
     if code:
         raise RuntimeError(f"native Winograd weight gradient failed (code {code}) on input {tuple(x.shape)}, "
                            f"{co} output channels")
-    return (_gg().t() @ m.view(16, ci * co)).view(3, 3, ci, co).permute(3, 2, 0, 1).contiguous()
+    return (gg.t() @ m.view(-1, ci * co)).view(3, 3, ci, co).permute(3, 2, 0, 1).contiguous()
 
 
 if hasattr(torch.library, "custom_op"):  # operators that dispatch modes and the compiler see
