@@ -90,19 +90,22 @@ static inline void a6(const v8* g, int s, v8* o, int so) {
     o[0] = g[0]; o[so] = a + b; o[2 * so] = a - b; o[3 * so] = c + d; o[4 * so] = c - d; o[5 * so] = g[3 * s];
 }
 
-/* the tiling of an H x W image into m x m tiles; tile id -> image n, top row, left column */
-typedef struct { long m, a, P, TH, TW; } tiling;
+/* the tiling of an H x W image into m x m tiles */
+typedef struct { long m, a, P, TH, TW, H, W; } tiling;
 
 static tiling make_tiling(long m, long H, long W) {
-    tiling t = {m, m + 2, (m + 2) * (m + 2), (H + m - 1) / m, (W + m - 1) / m};
+    tiling t = {m, m + 2, (m + 2) * (m + 2), (H + m - 1) / m, (W + m - 1) / m, H, W};
     return t;
 }
 
-static inline void tile_origin(const tiling* g, long id, long* n, long* y0, long* x0) {
+/* tile id -> image n, top row, left column, and how many of its rows and columns are inside */
+static inline void tile_at(const tiling* g, long id, long* n, long* y0, long* x0, long* rows, long* cols) {
     const long rem = id % (g->TH * g->TW);
     *n = id / (g->TH * g->TW);
     *y0 = g->m * (rem / g->TW);
     *x0 = g->m * (rem % g->TW);
+    *rows = g->H - *y0 < g->m ? g->H - *y0 : g->m;
+    *cols = g->W - *x0 < g->m ? g->W - *x0 : g->m;
 }
 
 /* V[p][t][c] = (B^T D B)[p] for the tiles t0 .. t0 + nt - 1 */
@@ -110,8 +113,8 @@ static void transform_input(const tiling* g, const float* x, long t0, long nt, l
                             long TB) {
     const long PS = position_stride(TB, C), a = g->a;
     for (long t = 0; t < nt; ++t) {
-        long n, y0, x0;
-        tile_origin(g, t0 + t, &n, &y0, &x0);
+        long n, y0, x0, rows, cols;
+        tile_at(g, t0 + t, &n, &y0, &x0, &rows, &cols);
         y0 -= 1;  /* the patch starts one pixel up and left of the tile (padding 1) */
         x0 -= 1;
         const int inside = y0 >= 0 && x0 >= 0 && y0 + a <= H && x0 + a <= W;
@@ -142,9 +145,8 @@ static void transform_output(const tiling* g, const float* M, long t0, long nt, 
                              long TB) {
     const long PS = position_stride(TB, C), a = g->a, m = g->m;
     for (long t = 0; t < nt; ++t) {
-        long n, y0, x0;
-        tile_origin(g, t0 + t, &n, &y0, &x0);
-        const long rows = H - y0 < m ? H - y0 : m, cols = W - x0 < m ? W - x0 : m;
+        long n, y0, x0, rows, cols;
+        tile_at(g, t0 + t, &n, &y0, &x0, &rows, &cols);
         float* out = y + ((n * H + y0) * W + x0) * C;
         for (long c = 0; c < C; c += 8) {
             v8 v[MAX_POSITIONS], s[24], o[16];  /* s: m x a after the columns, o: m x m */
@@ -167,9 +169,8 @@ static void transform_grad(const tiling* g, const float* gy, long t0, long nt, l
                            long TB) {
     const long PS = position_stride(TB, C), a = g->a, m = g->m;
     for (long t = 0; t < nt; ++t) {
-        long n, y0, x0;
-        tile_origin(g, t0 + t, &n, &y0, &x0);
-        const long rows = H - y0 < m ? H - y0 : m, cols = W - x0 < m ? W - x0 : m;
+        long n, y0, x0, rows, cols;
+        tile_at(g, t0 + t, &n, &y0, &x0, &rows, &cols);
         const float* base = gy + ((n * H + y0) * W + x0) * C;
         for (long c = 0; c < C; c += 8) {
             v8 d[16], s[24], v[MAX_POSITIONS];  /* d: m x m, s: a x m after the columns, v: a x a */
