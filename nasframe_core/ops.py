@@ -250,6 +250,14 @@ class ReLUConvBN(ReLUFirst):
     def after_relu(self, r: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(r))
 
+    def conv_with(self, r: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """This op's convolution of ``r`` with ``weight`` (its own, or several such ops'
+        concatenated along the output channels); a 3x3 one with stride 1 and padding 1 runs in
+        :func:`conv3x3` (Winograd's algorithm on CPUs)."""
+        if (self.kernel_size, self.stride, self.padding, self.dilation) == (3, 1, 1, 1):
+            return conv3x3(r, weight)
+        return F.conv2d(r, weight, None, self.stride, self.padding, self.dilation)
+
 
 class Pool(nn.Module):
     """3x3 average (padding not counted) or max pooling, optionally followed by batch norm."""

@@ -14,7 +14,7 @@ parameters:
   * the ReLU at the head of every :class:`~nasframe_core.ops.ReLUFirst` op is applied once;
   * :class:`~nasframe_core.ops.ReLUConvBN` convolutions with equal kernel, stride and
     dilation become one convolution over the concatenated weights (a 3x3 one with stride 1
-    and padding 1 by :func:`~nasframe_core.ops.conv3x3`, Winograd's algorithm on CPUs);
+    and padding 1 in :func:`~nasframe_core.ops.conv3x3`, Winograd's algorithm on CPUs);
   * :class:`~nasframe_core.ops.DilConv` / :class:`~nasframe_core.ops.SepConv` of one kind
     (kernel, stride, dilation) run on the edges' inputs stacked along the channels: each
     depthwise stage is one grouped convolution, each pointwise stage one grouped 1x1
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import CellBase, edge_key
-from nasframe_core.ops import (ConvWithOwnWeightGrad, DilConv, Pool, ReLUConvBN, SepConv, conv3x3, depthwise, dilated_input,
+from nasframe_core.ops import (ConvWithOwnWeightGrad, DilConv, Pool, ReLUConvBN, SepConv, depthwise, dilated_input,
                                dilated_output, dilated_plan, own_weight_grad_applies, same_depthwise)
 from nasframe_core.space import CellSpec, Edge, OpBuilder
 
@@ -159,16 +159,10 @@ class _ConvGroup(_Batched):
 
     def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
         super().__init__(members, num_ops, [m[2].conv.out_channels for m in members])
-        first = self.ops[0]
-        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.plain_3x3 = (first.kernel_size, first.stride, first.padding, first.dilation) == (3, 1, 1, 1)
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([op.conv.weight for op in self.ops], 0) if len(self.ops) > 1 else self.ops[0].conv.weight
-        if self.plain_3x3:
-            y = conv3x3(r, weight)
-        else:
-            y = F.conv2d(r, weight, None, self.stride, self.padding, self.dilation)
+        y = self.ops[0].conv_with(r, weight)
         return _stacked_batch_norm(y, [op.bn for op in self.ops], scale)
 
 

@@ -55,7 +55,7 @@ class SampledCell(MixedCell):
             r = relu.get(src)
             if r is None:
                 r = relu[src] = F.relu(x)
-            y = F.conv2d(r, op.conv.weight, None, op.stride, op.padding, op.dilation)
+            y = op.conv_with(r, op.conv.weight)
             return F.batch_norm(y, None, None, w.expand(y.shape[1]).contiguous(), None, True, 0.0, op.bn.eps)
         if self.fused and isinstance(op, Pool) and op.mode == "avg" and op.bn is None:
             return self._avg_pool(x, op.stride) * w

@@ -122,18 +122,21 @@ def assert_test_statistics_copies_nothing(monkeypatch, opt, also_refuse=()) -> N
     assert [p.data_ptr() for p in opt.graph.parameters()] == params_before
 
 
-def native_and_aten_step(monkeypatch, space, calls: list) -> None:
-    """One unrolled DARTS search step on ``space`` with the native kernels on, then the same
-    step with them off: the first records calls in ``calls`` (a counting patch the test set up),
-    the second none, and both end with the same weights and alphas."""
+def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "darts", **settings) -> None:
+    """One search step of ``optimizer`` (default: unrolled DARTS) on ``space`` with the native
+    kernels on, then the same step with them off: the first records calls in ``calls`` (a
+    counting patch the test set up), the second none, and both end with the same weights and
+    alphas."""
     from nasframe_core import kernels
     from nasframe_core.data import KNOWN_DATASETS
-    from nasframe_darts import DARTSOptimizer
+    from nasframe_darts import FAMILY
+
+    settings = settings or ({"unrolled": True} if optimizer == "darts" else {})
 
     def run(native: str):
         monkeypatch.setenv(kernels.ENV_SWITCH, native)
         torch.manual_seed(0)
-        opt = DARTSOptimizer(unrolled=True, device="cpu")
+        opt = FAMILY[optimizer][0](device="cpu", **settings)
         opt.adapt_search_space(space, KNOWN_DATASETS["cifar10"])
         opt.before_training()
         g = torch.Generator().manual_seed(1)

@@ -184,12 +184,13 @@ def test_wrong_shapes_and_dtypes_are_refused(native_kernels):
     assert not native_kernels.winograd_accepts(x, torch.randn(16, 16, 5, 5))
 
 
-def test_nasbench201_step_runs_winograd_and_matches_aten(native_kernels, monkeypatch):
-    """A fused NAS-Bench-201 search step (channels-last float32, the default on CPUs) runs its
-    cells' 3x3 convolutions in the Winograd kernels and ends with the weights and alphas that
-    ATen's kernels give."""
+@pytest.mark.parametrize("optimizer", ["darts", "gdas"])
+def test_nasbench201_step_runs_winograd_and_matches_aten(native_kernels, monkeypatch, optimizer):
+    """A fused NAS-Bench-201 search step (channels-last float32, the default on CPUs) of DARTS
+    (unrolled) and of GDAS (its sampled cell) runs its cells' 3x3 convolutions in the Winograd
+    kernels and ends with the weights and alphas that ATen's kernels give."""
     from nasframe_spaces import NasBench201SearchSpace
 
     calls = _count_winograd(monkeypatch)
-    native_and_aten_step(monkeypatch, NasBench201SearchSpace(C=8, N=1), calls)
+    native_and_aten_step(monkeypatch, NasBench201SearchSpace(C=8, N=1), calls, optimizer)
     assert {"winograd_conv3x3", "winograd_conv3x3_input_grad", "winograd_conv3x3_weight_grad"} <= set(calls)

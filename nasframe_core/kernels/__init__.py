@@ -9,7 +9,8 @@ Two kernels so far, both on channels-last float32 tensors:
 - ``winograd.c``: dense 3x3 convolutions (stride 1, padding 1) by Winograd's F(4x4, 3x3) (4x
   fewer multiplies than a direct convolution; F(2x2, 3x3) on images too small for it): the
   forward pass, the input gradient (the same kernel on transposed, flipped weights) and the
-  weight gradient, 1.3-1.9x oneDNN's on NAS-Bench-201's shapes (``benchmarks/winograd_conv.py``).
+  weight gradient, 1.1-2.2x oneDNN's speed on NAS-Bench-201's shapes (1.45-1.72x in total;
+  ``benchmarks/winograd_conv.py``).
   NAS-Bench-201's cells spend most of their step there.
 
 The kernels are optional and change no result beyond float rounding: without a C compiler
