@@ -8,7 +8,7 @@ from typing import Any, Optional
 import attrs
 import torch
 
-from . import confidence, distributed
+from . import confidence, distributed, kernels
 from .benchmark import open_benchmark
 from .config import resolved_plugin_settings
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
@@ -333,6 +333,9 @@ class SearchJob(JobBase):
             "epochs": len(history),
             "seed": c.run.seed,
             "seconds": round(elapsed, 3),
+            # what else decides the last digits of every sum, and so a seeded search's path
+            "runtime": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "native_kernels": kernels.status()},
         }
         if history:
             last = history[-1]

@@ -1,6 +1,6 @@
 """The native Winograd 3x3 convolution: ATen's numbers (forward, input and weight gradients),
-the same bits at any thread count, used exactly where it applies, and ATen's backward pass
-under create_graph."""
+the same bits on every run at a given thread count, used exactly where it applies, and ATen's
+backward pass under create_graph."""
 from __future__ import annotations
 
 import pytest
@@ -182,6 +182,22 @@ def test_wrong_shapes_and_dtypes_are_refused(native_kernels):
         native_kernels.winograd_conv3x3_input_grad(_nhwc(2, 16, 6, 6, g=g).double(), w)
     assert not native_kernels.winograd_accepts(x.double(), w.double())
     assert not native_kernels.winograd_accepts(x, torch.randn(16, 16, 5, 5))
+    empty = torch.zeros(2, 0, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert not native_kernels.winograd_accepts(empty, torch.zeros(0, 0, 3, 3))
+    # called directly, the kernels refuse what they cannot compute instead of reading past it
+    x12 = _nhwc(2, 12, 6, 6, g=g)
+    with pytest.raises(ValueError, match="positive multiples of 8"):
+        native_kernels.winograd_conv3x3(x12, torch.randn(16, 12, 3, 3, generator=g))
+    with pytest.raises(ValueError, match="positive multiples of 8"):
+        native_kernels.winograd_conv3x3_weight_grad(x12, _nhwc(2, 16, 6, 6, g=g))
+    with pytest.raises(ValueError, match=r"\(C_out, C_in, 3, 3\)"):
+        native_kernels.winograd_conv3x3(x, torch.randn(16, 16, 1, 9, generator=g))
+
+
+def test_the_run_record_says_whether_the_kernels_ran(native_kernels, monkeypatch):
+    assert native_kernels.status() == "on"
+    monkeypatch.setenv(kernels.ENV_SWITCH, "0")
+    assert native_kernels.status() == f"off ({kernels.ENV_SWITCH} turns them off)"
 
 
 @pytest.mark.parametrize("optimizer", ["darts", "gdas"])

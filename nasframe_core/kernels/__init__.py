@@ -158,6 +158,17 @@ def unavailable_reason() -> Optional[str]:
     return None if _load() is not None else _state.get("why", "they did not load")
 
 
+def status() -> str:
+    """What a run's record says about the native kernels (builds nothing): ``on``, ``not used``
+    (nothing asked for them), or ``off (why)``. Their rounding differs from ATen's, so a seeded
+    search takes another path with them than without."""
+    if not enabled():
+        return f"off ({ENV_SWITCH} turns them off)"
+    if "lib" not in _state:
+        return "not used"
+    return "on" if _state["lib"] is not None else f"off ({_state.get('why', 'they did not load')})"
+
+
 def _standard_nhwc(t: torch.Tensor) -> bool:
     """Whether ``t``'s memory is packed (N, H, W, C) (the stride of a size-1 dimension is free)."""
     N, C, H, W = t.shape
@@ -242,9 +253,26 @@ def winograd_accepts(x: torch.Tensor, weight: torch.Tensor) -> bool:
     output channels multiples of 8, the kernels enabled and built."""
     return (x.device.type == "cpu" and weight.device.type == "cpu" and x.dtype == torch.float32
             and weight.dtype == torch.float32 and x.dim() == 4 and weight.dim() == 4
-            and tuple(weight.shape[2:]) == (3, 3) and weight.shape[1] == x.shape[1] and x.shape[1] % 8 == 0
-            and weight.shape[0] % 8 == 0 and _standard_nhwc(x) and available()
+            and tuple(weight.shape[2:]) == (3, 3) and weight.shape[1] == x.shape[1] and _channels_ok(*weight.shape[:2])
+            and _standard_nhwc(x) and available()
             and (_state.get("threads", True) or torch.get_num_threads() == 1))
+
+
+def _channels_ok(co: int, ci: int) -> bool:
+    return co > 0 and ci > 0 and co % 8 == 0 and ci % 8 == 0
+
+
+def _check_channels(co: int, ci: int) -> None:
+    if not _channels_ok(co, ci):
+        raise ValueError(f"winograd: the channels must be positive multiples of 8, not {ci} in and {co} out "
+                         f"(check winograd_accepts first)")
+
+
+def _check_weight(weight: torch.Tensor) -> None:
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.dtype != torch.float32:
+        raise ValueError(f"winograd: the weight must be float32 (C_out, C_in, 3, 3), not {weight.dtype} "
+                         f"{tuple(weight.shape)}")
+    _check_channels(*weight.shape[:2])
 
 
 def _nhwc_f32(t: torch.Tensor, shape: tuple, what: str) -> torch.Tensor:
@@ -266,6 +294,7 @@ def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int, tile: int
 
 
 def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    _check_weight(weight)
     co, ci = weight.shape[:2]
     x = _nhwc_f32(x, (x.shape[0], ci) + tuple(x.shape[2:]), "the input")
     tile = winograd_tile(*x.shape[2:])
@@ -275,6 +304,7 @@ def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    _check_weight(weight)
     co, ci = weight.shape[:2]
     grad_out = _nhwc_f32(grad_out, (grad_out.shape[0], co) + tuple(grad_out.shape[2:]), "grad_out")
     # the convolution with the transposed, flipped kernel: flipping a row-major 3x3 kernel
@@ -287,6 +317,7 @@ def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.
 def _winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
     N, ci, H, W = x.shape
     co = grad_out.shape[1]
+    _check_channels(co, ci)
     x = _nhwc_f32(x, tuple(x.shape), "the input")
     grad_out = _nhwc_f32(grad_out, (N, co, H, W), "grad_out")
     tile = winograd_tile(H, W, weight_grad=True)

@@ -22,13 +22,13 @@
  *   computation on the output gradient with the weights transposed and flipped.
  * winograd_weight_grad_f32: M (P, Ci, Co) = sum over tiles of (B^T D B)[ci] * (A g A^T)[co], g
  *   the m x m output-gradient tile; the weight gradient is G^T M G (the transpose of the forward
- *   map in w). The tiles are cut into a fixed number of chunks whose partial sums are added in
- *   chunk order, so the result does not depend on the thread count.
+ *   map in w). The tiles are cut into chunks (8, or one per thread beyond 8) whose partial sums
+ *   are added in chunk order, so up to 8 threads the result does not depend on the thread count.
  *
  * Tiles are processed in blocks small enough for the transformed block to stay in the L2 cache;
  * the matrix products run in 6x16 register blocks (AVX2-sized vector types). Channels must be
- * a multiple of 8. Return value: 0 on success, 2 for a tile size other than 2 or 4, 3 when scratch
- * memory could not be allocated.
+ * a multiple of 8. Return value: 0 on success, 2 for a tile size other than 2 or 4 or channels that
+ * are not a positive multiple of 8 (or negative sizes), 3 when scratch memory could not be allocated.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -220,11 +220,14 @@ PRODUCT(product_t_4_1, 4, 1, A_COLUMNS, LOAD_C)
 PRODUCT(product_t_2_2, 2, 2, A_COLUMNS, LOAD_C)
 PRODUCT(product_t_2_1, 2, 1, A_COLUMNS, LOAD_C)
 
-static int valid_tile(int m) { return m == 2 || m == 4; }
+/* the sizes the kernels take: tile 2 or 4, channels positive multiples of 8, no negative size */
+static int valid(int m, long N, long H, long W, long Ci, long Co) {
+    return (m == 2 || m == 4) && N >= 0 && H >= 0 && W >= 0 && Ci > 0 && Co > 0 && Ci % 8 == 0 && Co % 8 == 0;
+}
 
 int winograd_forward_f32(const float* x, const float* U, float* y, long N, long H, long W, long Ci, long Co,
                          int m, int nthreads) {
-    if (!valid_tile(m)) return 2;
+    if (!valid(m, N, H, W, Ci, Co)) return 2;
     const tiling g = make_tiling(m, H, W);
     const long P = g.P, T = N * g.TH * g.TW, TB = tile_block(P, Ci, Co), nblocks = (T + TB - 1) / TB;
     int failed = 0;
@@ -262,17 +265,17 @@ int winograd_forward_f32(const float* x, const float* U, float* y, long N, long 
 
 int winograd_weight_grad_f32(const float* x, const float* gy, float* out, long N, long H, long W, long Ci, long Co,
                              int m, int nthreads) {
-    if (!valid_tile(m)) return 2;
+    if (!valid(m, N, H, W, Ci, Co)) return 2;
     const tiling g = make_tiling(m, H, W);
     const long P = g.P, T = N * g.TH * g.TW, TB = tile_block(P, Ci, Co), nblocks = (T + TB - 1) / TB;
-    const long size = P * Ci * Co, chunks = nblocks < WEIGHT_GRAD_CHUNKS ? nblocks : WEIGHT_GRAD_CHUNKS;
+    const long most = nthreads > WEIGHT_GRAD_CHUNKS ? nthreads : WEIGHT_GRAD_CHUNKS;
+    const long size = P * Ci * Co, chunks = nblocks < most ? nblocks : most;
     if (T == 0) {
         memset(out, 0, sizeof(float) * size);
         return 0;
     }
     float* partial = aligned_alloc(64, sizeof(float) * chunks * size);
     if (partial == NULL) return 3;
-    memset(partial, 0, sizeof(float) * chunks * size);
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(|:failed)
     {
@@ -284,6 +287,7 @@ int winograd_weight_grad_f32(const float* x, const float* gy, float* out, long N
         for (long ch = 0; ch < chunks; ++ch) {
             if (V == NULL || S == NULL) continue;
             float* acc = partial + ch * size;
+            memset(acc, 0, sizeof(float) * size);
             for (long blk = nblocks * ch / chunks; blk < nblocks * (ch + 1) / chunks; ++blk) {
                 const long t0 = blk * TB, nt = T - t0 < TB ? T - t0 : TB;
                 transform_input(&g, x, t0, nt, H, W, Ci, V, TB);
