@@ -179,19 +179,34 @@ def accepts(x: torch.Tensor, kernel_size: int, padding: int) -> bool:
     """Whether :func:`depthwise_weight_grad` takes ``x`` with a square ``kernel_size`` kernel
     and ``padding`` on each side: a CPU float32 channels-last tensor whose channels are a
     multiple of 8, a kernel size in ``KERNEL_SIZES``, the kernels enabled and built."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] % 8 == 0
-            and kernel_size in KERNEL_SIZES and 0 <= padding < kernel_size and _standard_nhwc(x) and available()
-            and (_state.get("threads", True) or torch.get_num_threads() == 1))
+    return (_takes_input(x) and x.shape[1] % 8 == 0 and kernel_size in KERNEL_SIZES and 0 <= padding < kernel_size
+            and _usable())
+
+
+def _takes_input(x: torch.Tensor) -> bool:
+    """What every native kernel asks of its input: a CPU float32 4-D tensor packed (N, H, W, C)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and _standard_nhwc(x)
+
+
+def _usable() -> bool:
+    """The kernels enabled and built (building them on first call) and, when built without
+    OpenMP, torch on one thread."""
+    return available() and (_state.get("threads", True) or torch.get_num_threads() == 1)
+
+
+def _nhwc_f32(t: torch.Tensor, shape: tuple, what: str) -> torch.Tensor:
+    """``t`` packed (N, H, W, C) (a copy only if it is not); ValueError naming ``what`` (the
+    kernel and the argument) unless it is CPU float32 of ``shape``."""
+    if tuple(t.shape) != tuple(shape) or t.dtype != torch.float32 or t.device.type != "cpu":
+        raise ValueError(f"{what} must be CPU float32 of shape {tuple(shape)}, "
+                         f"not {t.dtype} {tuple(t.shape)} on {t.device}")
+    return t if _standard_nhwc(t) else t.contiguous(memory_format=torch.channels_last)
 
 
 def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int, padding: int) -> torch.Tensor:
     N, C, H, W = x.shape
     Ho, Wo = H + 2 * padding - kernel_size + 1, W + 2 * padding - kernel_size + 1
-    if grad_out.shape != (N, C, Ho, Wo) or grad_out.dtype != torch.float32 or grad_out.device.type != "cpu":
-        raise ValueError(f"depthwise_weight_grad: grad_out must be CPU float32 of shape {(N, C, Ho, Wo)}, "
-                         f"not {grad_out.dtype} {tuple(grad_out.shape)} on {grad_out.device}")
-    if not _standard_nhwc(grad_out):
-        grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+    grad_out = _nhwc_f32(grad_out, (N, C, Ho, Wo), "depthwise_weight_grad: grad_out")
     out = torch.empty(C, 1, kernel_size, kernel_size, dtype=x.dtype)
     code = _load().depthwise_weight_grad_f32(x.data_ptr(), grad_out.data_ptr(), out.data_ptr(), N, H, W, C, Ho, Wo,
                                              kernel_size, padding, torch.get_num_threads())
@@ -251,15 +266,20 @@ def winograd_accepts(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the native Winograd kernels take the 3x3 convolution of ``x`` with ``weight``
     (stride 1, padding 1, no dilation, no groups): CPU float32, ``x`` channels-last, input and
     output channels multiples of 8, the kernels enabled and built."""
-    return (x.device.type == "cpu" and weight.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.dim() == 4 and weight.dim() == 4
-            and tuple(weight.shape[2:]) == (3, 3) and weight.shape[1] == x.shape[1] and _channels_ok(*weight.shape[:2])
-            and _standard_nhwc(x) and available()
-            and (_state.get("threads", True) or torch.get_num_threads() == 1))
+    return (_takes_input(x) and _weight_ok(weight) and weight.device.type == "cpu" and weight.shape[1] == x.shape[1]
+            and _usable())
 
 
 def _channels_ok(co: int, ci: int) -> bool:
     return co > 0 and ci > 0 and co % 8 == 0 and ci % 8 == 0
+
+
+def _weight_shape_ok(weight: torch.Tensor) -> bool:
+    return weight.dim() == 4 and tuple(weight.shape[2:]) == (3, 3) and weight.dtype == torch.float32
+
+
+def _weight_ok(weight: torch.Tensor) -> bool:
+    return _weight_shape_ok(weight) and _channels_ok(*weight.shape[:2])
 
 
 def _check_channels(co: int, ci: int) -> None:
@@ -269,17 +289,10 @@ def _check_channels(co: int, ci: int) -> None:
 
 
 def _check_weight(weight: torch.Tensor) -> None:
-    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.dtype != torch.float32:
+    if not _weight_shape_ok(weight):
         raise ValueError(f"winograd: the weight must be float32 (C_out, C_in, 3, 3), not {weight.dtype} "
                          f"{tuple(weight.shape)}")
     _check_channels(*weight.shape[:2])
-
-
-def _nhwc_f32(t: torch.Tensor, shape: tuple, what: str) -> torch.Tensor:
-    if tuple(t.shape) != shape or t.dtype != torch.float32 or t.device.type != "cpu":
-        raise ValueError(f"winograd: {what} must be CPU float32 of shape {shape}, "
-                         f"not {t.dtype} {tuple(t.shape)} on {t.device}")
-    return t if _standard_nhwc(t) else t.contiguous(memory_format=torch.channels_last)
 
 
 def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int, tile: int) -> torch.Tensor:
@@ -296,7 +309,7 @@ def _winograd_run(x: torch.Tensor, u: torch.Tensor, out_channels: int, tile: int
 def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     _check_weight(weight)
     co, ci = weight.shape[:2]
-    x = _nhwc_f32(x, (x.shape[0], ci) + tuple(x.shape[2:]), "the input")
+    x = _nhwc_f32(x, (x.shape[0], ci) + tuple(x.shape[2:]), "winograd: the input")
     tile = winograd_tile(*x.shape[2:])
     gg = _gg(tile)
     u = (gg @ weight.reshape(co * ci, 9).t()).view(-1, co, ci).transpose(1, 2).contiguous()  # (P, ci, co)
@@ -306,7 +319,7 @@ def _winograd_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def _winograd_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     _check_weight(weight)
     co, ci = weight.shape[:2]
-    grad_out = _nhwc_f32(grad_out, (grad_out.shape[0], co) + tuple(grad_out.shape[2:]), "grad_out")
+    grad_out = _nhwc_f32(grad_out, (grad_out.shape[0], co) + tuple(grad_out.shape[2:]), "winograd: grad_out")
     # the convolution with the transposed, flipped kernel: flipping a row-major 3x3 kernel
     # reverses its 9 values, i.e. the columns of kron(G, G)
     tile = winograd_tile(*grad_out.shape[2:])
@@ -318,8 +331,8 @@ def _winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tens
     N, ci, H, W = x.shape
     co = grad_out.shape[1]
     _check_channels(co, ci)
-    x = _nhwc_f32(x, tuple(x.shape), "the input")
-    grad_out = _nhwc_f32(grad_out, (N, co, H, W), "grad_out")
+    x = _nhwc_f32(x, tuple(x.shape), "winograd: the input")
+    grad_out = _nhwc_f32(grad_out, (N, co, H, W), "winograd: grad_out")
     tile = winograd_tile(H, W, weight_grad=True)
     gg = _gg(tile)
     m = torch.empty(gg.shape[0], ci, co, dtype=torch.float32)
