@@ -3,7 +3,10 @@
 
 One step = architecture update on a validation batch + weight update on a train batch,
 on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_step.py``
-(which times NAS-Bench-201's own supernet, xautodl). Prints one JSON line.
+(which times NAS-Bench-201's own supernet, xautodl). Prints one JSON line, with the page
+faults and kernel CPU seconds of a step (``page_faults``, ``system_s``; near zero unless memory
+is mapped afresh: ``NASFRAME_KEEP_FREED_MEMORY=0`` shows glibc's defaults, see
+``nasframe_core/memory.py``).
 
     python benchmarks/step_time.py --space nasbench201 --mode first --batch 64 --device cpu --threads 2
     python ../shared/bench/peer_step.py --batch 64 --mode first --device cpu --threads 2
@@ -28,6 +31,7 @@ import time
 
 import torch
 
+from nasframe_core import memory
 from nasframe_core.data import KNOWN_DATASETS
 from nasframe_darts import FAMILY
 
@@ -87,16 +91,23 @@ def main() -> None:
         opt.step((xt, yt), (xv, yv))
     sync()
     warmup_s = time.perf_counter() - t
-    times = []
+    times, faults, system_s = [], [], []
     for _ in range(a.steps):
         sync()
+        r = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         opt.step((xt, yt), (xv, yv))
         sync()
         times.append(time.perf_counter() - t)
+        r2 = resource.getrusage(resource.RUSAGE_SELF)
+        faults.append(r2.ru_minflt - r.ru_minflt)
+        system_s.append(r2.ru_stime - r.ru_stime)
     out = {"impl": f"nasframe-{a.impl}" + ("-compiled" if a.compile else ""), "optimizer": a.optimizer, "space": a.space, "mode": a.mode, "batch": a.batch, "device": a.device,
            "threads": torch.get_num_threads(), "warmup_s": warmup_s, "median_s": statistics.median(times),
            "min_s": min(times),
+           # page faults and kernel CPU seconds per step (all threads): memory mapped afresh
+           "page_faults": int(statistics.median(faults)), "system_s": round(statistics.median(system_s), 3),
+           "allocator": memory.status(),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if dev.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -8,6 +8,7 @@ default. A factory that takes ``**kwargs`` for more settings lists them in a cla
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, Callable, Mapping
 
 from .errors import NasframeError
@@ -109,3 +110,9 @@ def check_settings(factory: Callable[..., Any], settings: Mapping[str, Any], lab
 
 def call_with_settings(factory: Callable[..., Any], settings: Mapping[str, Any], label: str) -> Any:
     return factory(**check_settings(factory, settings, label))
+
+
+def env_switch(name: str) -> bool:
+    """Whether the on/off environment variable ``name`` is on: unset or anything but
+    0/off/false/no (so features it guards are on by default)."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "off", "false", "no")

@@ -35,6 +35,7 @@ from typing import Optional
 import torch
 
 from nasframe_core.data import cache_dir
+from nasframe_core.settings import env_switch
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ _state: dict = {}
 
 def enabled() -> bool:
     """Whether native kernels may be used (``NASFRAME_NATIVE_KERNELS`` is not 0/off/false)."""
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "off", "false", "no")
+    return env_switch(ENV_SWITCH)
 
 
 def _compiler() -> Optional[str]:
