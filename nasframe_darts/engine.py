@@ -272,7 +272,10 @@ class OneShotOptimizer(MetaOptimizer):
         return self.graph
 
     def before_training(self) -> None:
-        """Move the supernet and the alphas to ``self.device``; start all ranks alike."""
+        """Move the supernet and the alphas to ``self.device``; start all ranks alike. On the
+        CPU, first set the process to keep the memory it frees (:mod:`nasframe_core.memory`:
+        no page faults in steady steps; for the rest of the process, memory is not handed back
+        to the system)."""
         graph = self._require_graph()
         if self.device.type == "cpu":  # steps on the CPU reuse what they free (no page faults)
             memory.keep_freed_memory()

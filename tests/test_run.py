@@ -66,7 +66,9 @@ def test_run_writes_the_run_directory(tmp_path, capsys):
     runtime = result["runtime"]  # what decides the last digits of the sums, and so the path
     assert runtime["torch"] == torch.__version__ and runtime["threads"] == torch.get_num_threads()
     assert runtime["native_kernels"] == "on" or runtime["native_kernels"].startswith(("off (", "not used"))
-    assert runtime["allocator"].startswith(("freed memory kept", "C library defaults"))
+    # (this in-process run sets the allocator for the rest of the test session; test_memory.py
+    # checks the setting itself in fresh processes)
+    assert runtime["allocator"].startswith(("freed memory", "C library defaults", "as the environment sets it"))
     cfg = (out / "config.yaml").read_text()
     assert "learning_rate: 0.025" in cfg and "epochs: 2" in cfg
     assert "epoch 2/2" in (out / "log.txt").read_text()
