@@ -69,13 +69,11 @@ def keep_freed_memory() -> str:
     returns :func:`status`."""
     if "status" in _state:
         return _state["status"]
-    elsewhere = _set_elsewhere()
-    libc = _glibc() if env_switch(ENV_SWITCH) and elsewhere is None else None
     if not env_switch(ENV_SWITCH):
         status = f"C library defaults ({ENV_SWITCH}=0)"
-    elif elsewhere is not None:
+    elif (elsewhere := _set_elsewhere()) is not None:
         status = f"as the environment sets it ({elsewhere})"
-    elif libc is None:
+    elif (libc := _glibc()) is None:
         status = "C library defaults (not glibc)"
     else:
         no_mmap = libc.mallopt(_M_MMAP_MAX, 0) == 1
