@@ -24,12 +24,12 @@ parameters:
     undilated one, and its output is interleaved back once;
   * their batch norms become one batch norm over the stacked channels. Batch norm is per
     channel, so this is the same math, running statistics included: the stacked running
-    means and variances are the per-edge ones side by side, and are written back to the
-    edges after the call. The architecture weights are folded in as the last batch norm's
-    scale;
+    means and variances are the per-edge ones side by side, held in one tensor each whose
+    slices are the edges' own buffers (:class:`SideBySideStatistics`), so the call updates
+    them in place. The architecture weights are folded in as the last batch norm's scale;
   * pooling is computed once per node; when the edges' batch norms normalise with batch
     statistics (training), the normalised pooling is computed once too, and every edge's
-    running statistics are updated from it.
+    running statistics are updated from its statistics, computed once.
 
   Everything else (e.g. :class:`~nasframe_core.ops.FactorizedReduce`) runs op by op as in
   the reference.
@@ -79,32 +79,61 @@ def _bn_key(bn: nn.BatchNorm2d) -> tuple:
     return (bn.eps, bn.momentum, bn.track_running_stats)
 
 
-def _stacked_batch_norm(y: torch.Tensor, bns: list, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """``cat([bn(chunk) for chunk, bn in zip(y.split(...), bns)], 1) * scale`` in one call.
+class SideBySideStatistics:
+    """The running statistics of batch norms that always run as one, over their channels
+    stacked: one tensor per statistic (means, variances, batch counts), and each batch norm's
+    buffers are slices of it. A batch norm over the stacked channels then updates every one in
+    place, with nothing to gather before the call or write back after it, and each batch norm
+    still runs alone (the reference path, evaluation) on its own buffers.
 
-    Batch norm is per channel: with running statistics, the stacked running means and
-    variances are the batch norms' own side by side; the call updates the stacked copies
-    and they are written back, so every ``bn`` ends as if it had run on its chunk.
+    A buffer replaced since (``.to()``, ``.double()``, ``load_state_dict(assign=True)``) is
+    seen by identity, and the tensors are gathered again from the current buffers.
     """
+
+    NAMES = ("running_mean", "running_var", "num_batches_tracked")
+
+    def __init__(self, bns: list):
+        self.bns = bns
+        self.held: list[tuple] = []  # per batch norm, the slices it was given
+        self.stacked: tuple = ()
+
+    def get(self) -> tuple:
+        """(means, variances, counts) side by side; gathered first where a buffer changed."""
+        if not self.stacked or any(
+            b["running_mean"] is not m or b["running_var"] is not v or b["num_batches_tracked"] is not c
+            for b, (m, v, c) in zip((bn._buffers for bn in self.bns), self.held)
+        ):
+            self._gather()
+        return self.stacked
+
+    def _gather(self) -> None:
+        bns, n = self.bns, self.bns[0].num_features
+        with torch.no_grad(), torch.inference_mode(False):
+            mean = torch.cat([bn.running_mean for bn in bns])
+            var = torch.cat([bn.running_var for bn in bns])
+            count = torch.stack([bn.num_batches_tracked for bn in bns])
+        self.held = [(mean[i * n:(i + 1) * n], var[i * n:(i + 1) * n], count[i]) for i in range(len(bns))]
+        for bn, views in zip(bns, self.held):
+            bn._buffers.update(zip(self.NAMES, views))
+        self.stacked = (mean, var, count)
+
+
+def _stacked_batch_norm(y: torch.Tensor, bns: list, stats: SideBySideStatistics | None,
+                        scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``cat([bn(chunk) for chunk, bn in zip(y.split(...), bns)], 1) * scale`` in one call;
+    ``stats`` holds the running statistics of ``bns`` (None: they have none)."""
     first = bns[0]
-    if not first.track_running_stats:
+    if stats is None:
         return F.batch_norm(y, None, None, scale, None, True, 0.0, first.eps)
-    if len(bns) == 1:
-        mean, var = first.running_mean, first.running_var
-    else:
-        mean = torch.cat([bn.running_mean for bn in bns])
-        var = torch.cat([bn.running_var for bn in bns])
+    mean, var, count = stats.get()
     out = F.batch_norm(y, mean, var, scale, None, first.training, first.momentum, first.eps)
     if first.training:
-        with torch.no_grad():
-            if len(bns) > 1:
-                n = first.num_features
-                for bn, m, v in zip(bns, mean.split(n), var.split(n)):
-                    bn.running_mean.copy_(m)
-                    bn.running_var.copy_(v)
-            for bn in bns:
-                bn.num_batches_tracked.add_(1)
+        count.add_(1)
     return out
+
+
+def _statistics(bns: list) -> SideBySideStatistics | None:
+    return SideBySideStatistics(bns) if bns[0] is not None and bns[0].track_running_stats else None
 
 
 def _fusable_conv(op: nn.Module) -> bool:
@@ -159,11 +188,13 @@ class _ConvGroup(_Batched):
 
     def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
         super().__init__(members, num_ops, [m[2].conv.out_channels for m in members])
+        self.bns = [op.bn for op in self.ops]
+        self.stats = _statistics(self.bns)
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([op.conv.weight for op in self.ops], 0) if len(self.ops) > 1 else self.ops[0].conv.weight
         y = self.ops[0].conv_with(r, weight)
-        return _stacked_batch_norm(y, [op.bn for op in self.ops], scale)
+        return _stacked_batch_norm(y, self.bns, self.stats, scale)
 
 
 class _SepDilGroup(_Batched):
@@ -174,6 +205,8 @@ class _SepDilGroup(_Batched):
     def __init__(self, members: list[tuple[int, int, nn.Module]], num_ops: int):
         super().__init__(members, num_ops, [_sepdil_blocks(m[2])[-1].pointwise.out_channels for m in members])
         self.blocks = list(zip(*[_sepdil_blocks(op) for op in self.ops]))  # per block, one per op
+        self.bns = [[b.bn for b in blocks] for blocks in self.blocks]
+        self.stats = [_statistics(bns) for bns in self.bns]
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         n = len(self.ops)
@@ -204,7 +237,7 @@ class _SepDilGroup(_Batched):
             else:
                 h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
-            h = _stacked_batch_norm(h, [b.bn for b in blocks], scale if i == last else None)
+            h = _stacked_batch_norm(h, self.bns[i], self.stats[i], scale if i == last else None)
         if plan is not None:
             h = dilated_output(h, plan[0], plan[1], r.shape[0])
         return h
@@ -263,7 +296,7 @@ class _SourcePlan:
         self.needs_relu = False
         self.groups: list[_Batched] = []
         self.identity: list[tuple[int, int]] = []
-        self.pools: list[tuple[str, int, list]] = []
+        self.pools: list[_PoolGroup] = []
         self.after_relu: list[tuple[int, int, nn.Module]] = []
         self.single: list[tuple[int, int, nn.Module]] = []
 
@@ -330,7 +363,7 @@ class MixedCell(CellBase):
             for g in p.groups:
                 g.buffer_name = f"_scale_index_{src}_{len(self._buffers)}"
                 self.register_buffer(g.buffer_name, torch.tensor(g.flat_positions), persistent=False)
-            p.pools = [(mode, stride, uses) for (mode, stride, _), uses in pools.items()]
+            p.pools = [_PoolGroup(mode, stride, uses) for (mode, stride, _), uses in pools.items()]
             p.needs_relu = bool(p.groups or p.after_relu)
             plan.append(p)
         self._fused_plan = plan
@@ -372,9 +405,9 @@ class MixedCell(CellBase):
                     done[target[row]].append(chunk)
             for row, flat in p.identity:
                 scaled[target[row]].append((x, flat_w[flat]))
-            for mode, stride, uses in p.pools:
-                pooled = self._avg_pool(x, stride) if mode == "avg" else F.max_pool2d(x, 3, stride, 1)
-                for (row, flat, _), out in zip(uses, _pool_outputs(pooled, [bn for _, _, bn in uses])):
+            for pool in p.pools:
+                pooled = self._avg_pool(x, pool.stride) if pool.mode == "avg" else F.max_pool2d(x, 3, pool.stride, 1)
+                for (row, flat, _), out in zip(pool.uses, pool.outputs(pooled)):
                     scaled[target[row]].append((out, flat_w[flat]))
             for row, flat, op in p.after_relu:
                 scaled[target[row]].append((op.after_relu(r), flat_w[flat]))
@@ -391,25 +424,38 @@ class MixedCell(CellBase):
         return self.forward_reference(inputs, weights)
 
 
-def _pool_outputs(pooled: torch.Tensor, bns: list) -> list[torch.Tensor]:
-    """``[pooled if bn is None else bn(pooled) for bn in bns]`` for batch norms of one kind.
+class _PoolGroup:
+    """The pooling ops of one kind (mode, stride, batch norm) leaving one node."""
 
-    With batch statistics (training, or no running statistics) every batch norm gives the
-    same tensor: it is computed once, and each batch norm's running statistics are updated
-    from ``pooled`` by the kernel batch norm itself uses.
-    """
-    first = bns[0]
-    if first is None:
-        return [pooled] * len(bns)
-    if first.track_running_stats and not first.training:
-        return [bn(pooled) for bn in bns]
-    out = F.batch_norm(pooled, None, None, None, None, True, 0.0, first.eps)
-    if first.track_running_stats:
-        with torch.no_grad():
-            for bn in bns:
-                torch.batch_norm_update_stats(pooled, bn.running_mean, bn.running_var, bn.momentum)
-                bn.num_batches_tracked.add_(1)
-    return [out] * len(bns)
+    def __init__(self, mode: str, stride: int, uses: list[tuple[int, int, nn.Module | None]]):
+        self.mode, self.stride, self.uses = mode, stride, uses
+        self.bns = [bn for _, _, bn in uses]
+        self.stats = _statistics(self.bns)
+
+    def outputs(self, pooled: torch.Tensor) -> list[torch.Tensor]:
+        """``[pooled if bn is None else bn(pooled) for bn in self.bns]``.
+
+        With batch statistics (training, or no running statistics) every batch norm gives the
+        same tensor: it is computed once, and the batch's mean and variance, computed once
+        too, update every batch norm's running statistics as the batch norm kernel does.
+        """
+        bns = self.bns
+        first = bns[0]
+        if first is None:
+            return [pooled] * len(bns)
+        if first.track_running_stats and not first.training:
+            return [bn(pooled) for bn in bns]
+        out = F.batch_norm(pooled, None, None, None, None, True, 0.0, first.eps)
+        if self.stats is not None:
+            mean, var, count = self.stats.get()
+            with torch.no_grad():
+                # in the statistics' precision (under autocast ``pooled`` is bf16), as the kernel does
+                batch_mean, batch_var = torch.batch_norm_update_stats(pooled.to(mean.dtype), None, None, 0.0)
+                n = pooled.numel() // pooled.shape[1]
+                mean.view(len(bns), -1).lerp_(batch_mean, first.momentum)
+                var.view(len(bns), -1).lerp_(batch_var * (n / (n - 1)), first.momentum)  # unbiased, as batch norm
+            count.add_(1)
+        return [out] * len(bns)
 
 
 def _weighted_sum(done: list[torch.Tensor], scaled: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

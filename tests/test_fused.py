@@ -7,6 +7,8 @@ short search reaches the same alphas and genotype either way.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -284,3 +286,93 @@ def test_grouped_pointwise_equals_the_grouped_convolution(needs):
     go = torch.randn(expected.shape, generator=g, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(out, inputs, go), torch.autograd.grad(expected, inputs, go)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _side_by_side(seed: int, n: int = 3, C: int = 4):
+    """``n`` affine-free batch norms with distinct running statistics, and a twin set."""
+    g = torch.Generator().manual_seed(seed)
+    bns = [torch.nn.BatchNorm2d(C, affine=False, momentum=0.3) for _ in range(n)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.running_mean.copy_(torch.randn(C, generator=g))
+            bn.running_var.copy_(torch.rand(C, generator=g) + 0.5)
+            bn.num_batches_tracked.fill_(int(torch.randint(0, 9, (), generator=g)))
+    return bns, [copy.deepcopy(bn) for bn in bns]
+
+
+def _stack_step(bns, stats, x):
+    from nasframe_darts.mixed import _stacked_batch_norm
+
+    return _stacked_batch_norm(x.repeat(1, len(bns), 1, 1), bns, stats)
+
+
+def _alone_step(bns, x):
+    return torch.cat([bn(x) for bn in bns], 1)
+
+
+def _assert_same_statistics(bns, twins):
+    for bn, twin in zip(bns, twins):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(bn, name), getattr(twin, name), rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_side_by_side_statistics_are_the_batch_norms_own_buffers():
+    """One stacked batch norm updates every batch norm's own running statistics in place (their
+    buffers are slices of the stacked ones), as running each alone does; a buffer replaced
+    later (assignment, ``.double()``, ``load_state_dict(assign=True)``) is gathered again."""
+    from nasframe_darts.mixed import SideBySideStatistics
+
+    bns, twins = _side_by_side(0)
+    stats = SideBySideStatistics(bns)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        x = torch.randn(5, 4, 3, 3, generator=g)
+        torch.testing.assert_close(_stack_step(bns, stats, x), _alone_step(twins, x))
+    _assert_same_statistics(bns, twins)
+    mean, var, count = stats.get()
+    assert all(bn.running_mean.data_ptr() == mean[4 * i:].data_ptr() for i, bn in enumerate(bns))
+    assert [int(c) for c in count] == [int(t.num_batches_tracked) for t in twins]
+
+    # replaced buffers: an assignment, and a load that assigns the given tensors
+    for bn, twin in zip(bns[1:2], twins[1:2]):
+        bn.running_mean = torch.full((4,), 2.0)
+        twin.running_mean = torch.full((4,), 2.0)
+    state = {k: v.clone() + 1 for k, v in twins[2].state_dict().items()}
+    bns[2].load_state_dict(state, assign=True)
+    twins[2].load_state_dict(state)
+    x = torch.randn(5, 4, 3, 3, generator=g)
+    torch.testing.assert_close(_stack_step(bns, stats, x), _alone_step(twins, x))
+    _assert_same_statistics(bns, twins)
+
+    # a copy in place (what load_state_dict does by default) reaches the stacked tensors
+    twins[0].load_state_dict(bns[0].state_dict())
+    bns[0].reset_running_stats()
+    twins[0].reset_running_stats()
+    for m in bns + twins:
+        m.double()
+    x = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_stack_step(bns, stats, x), _alone_step(twins, x))
+    _assert_same_statistics(bns, twins)
+    assert stats.get()[0].dtype == torch.float64
+
+
+def test_side_by_side_statistics_survive_a_checkpoint_round_trip(tmp_path):
+    """A state dict of slices saves and loads like one of separate buffers, and a deep copy of
+    a fused cell keeps its statistics apart from the original's."""
+    opt = make(darts(), fused=True, seed=5)
+    spread_running_statistics(opt, 6)
+    opt.step(data(4, 7), data(4, 8))
+    state = opt.graph.state_dict()
+    torch.save(state, tmp_path / "graph.pt")
+    loaded = torch.load(tmp_path / "graph.pt", weights_only=True)
+    other = make(darts(), fused=True, seed=9)
+    other.graph.load_state_dict(loaded)
+    for (k, a), b in zip(opt.graph.state_dict().items(), other.graph.state_dict().values()):
+        assert torch.equal(a, b), k
+    twin = copy.deepcopy(opt.graph)
+    before = [bn.running_mean.clone() for bn in batch_norms(opt)]
+    twin.train()
+    twin(data(4, 10)[0])
+    twin_bns = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.track_running_stats]
+    assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, batch_norms(opt)))
+    assert all(not torch.equal(a, bn.running_mean) for a, bn in zip(before, twin_bns))
