@@ -84,10 +84,12 @@ class SideBySideStatistics:
     stacked: one tensor per statistic (means, variances, batch counts), and each batch norm's
     buffers are slices of it. A batch norm over the stacked channels then updates every one in
     place, with nothing to gather before the call or write back after it, and each batch norm
-    still runs alone (the reference path, evaluation) on its own buffers.
+    can still run alone (the reference path) on its own buffers.
 
-    A buffer replaced since (``.to()``, ``.double()``, ``load_state_dict(assign=True)``) is
-    seen by identity, and the tensors are gathered again from the current buffers.
+    :class:`MixedCell` gathers them when it is built and again after ``.to()``/``.double()``
+    and ``load_state_dict`` (so its buffers are the slices from then on); a buffer replaced
+    any other way (an assignment) is seen by identity at the next call. Under
+    ``torch.func.functional_call`` the statistics passed in are read, not updated.
     """
 
     NAMES = ("running_mean", "running_var", "num_batches_tracked")
@@ -98,13 +100,17 @@ class SideBySideStatistics:
         self.stacked: tuple = ()
 
     def get(self) -> tuple:
-        """(means, variances, counts) side by side; gathered first where a buffer changed."""
+        """(means, variances, counts) side by side."""
+        self.refresh()
+        return self.stacked
+
+    def refresh(self) -> None:
+        """Gather the statistics again if a batch norm's buffer was replaced since."""
         if not self.stacked or any(
             b["running_mean"] is not m or b["running_var"] is not v or b["num_batches_tracked"] is not c
             for b, (m, v, c) in zip((bn._buffers for bn in self.bns), self.held)
         ):
             self._gather()
-        return self.stacked
 
     def _gather(self) -> None:
         bns, n = self.bns, self.bns[0].num_features
@@ -189,12 +195,12 @@ class _ConvGroup(_Batched):
     def __init__(self, members: list[tuple[int, int, ReLUConvBN]], num_ops: int):
         super().__init__(members, num_ops, [m[2].conv.out_channels for m in members])
         self.bns = [op.bn for op in self.ops]
-        self.stats = _statistics(self.bns)
+        self.statistics = [_statistics(self.bns)]
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([op.conv.weight for op in self.ops], 0) if len(self.ops) > 1 else self.ops[0].conv.weight
         y = self.ops[0].conv_with(r, weight)
-        return _stacked_batch_norm(y, self.bns, self.stats, scale)
+        return _stacked_batch_norm(y, self.bns, self.statistics[0], scale)
 
 
 class _SepDilGroup(_Batched):
@@ -206,7 +212,7 @@ class _SepDilGroup(_Batched):
         super().__init__(members, num_ops, [_sepdil_blocks(m[2])[-1].pointwise.out_channels for m in members])
         self.blocks = list(zip(*[_sepdil_blocks(op) for op in self.ops]))  # per block, one per op
         self.bns = [[b.bn for b in blocks] for blocks in self.blocks]
-        self.stats = [_statistics(bns) for bns in self.bns]
+        self.statistics = [_statistics(bns) for bns in self.bns]  # per block
 
     def run(self, r: torch.Tensor, stacks: dict, scale: torch.Tensor) -> torch.Tensor:
         n = len(self.ops)
@@ -237,7 +243,7 @@ class _SepDilGroup(_Batched):
             else:
                 h = same_depthwise(h, dw_weight, plan[2])
             h = grouped_pointwise(h, pw_weight, n)
-            h = _stacked_batch_norm(h, self.bns[i], self.stats[i], scale if i == last else None)
+            h = _stacked_batch_norm(h, self.bns[i], self.statistics[i], scale if i == last else None)
         if plan is not None:
             h = dilated_output(h, plan[0], plan[1], r.shape[0])
         return h
@@ -313,6 +319,7 @@ class MixedCell(CellBase):
             for n in spec.nodes
         ]
         self._build_fused_plan()
+        self.register_load_state_dict_post_hook(_refresh_after_load)
 
     # ------------------------------------------------------------------ reference
     def forward_reference(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -369,6 +376,19 @@ class MixedCell(CellBase):
         self._fused_plan = plan
         self._row_target = {spec.edge_index[e]: e[1] for e in spec.edges}
         self._pool_cache: dict[tuple, torch.Tensor] = {}
+        self._statistics = [s for p in plan for g in p.groups + p.pools for s in g.statistics if s is not None]
+        self.refresh_statistics()
+
+    def refresh_statistics(self) -> None:
+        """Make the batch norms' buffers the slices of their side-by-side statistics again
+        where they were replaced (:class:`SideBySideStatistics`)."""
+        for stats in self._statistics:
+            stats.refresh()
+
+    def _apply(self, fn, recurse=True):
+        module = super()._apply(fn, recurse)
+        self.refresh_statistics()  # .to() and .double() replace every buffer
+        return module
 
     def _avg_pool(self, x: torch.Tensor, stride: int) -> torch.Tensor:
         """3x3 average pooling, padding 1, padding not counted: a depthwise box sum times
@@ -430,7 +450,7 @@ class _PoolGroup:
     def __init__(self, mode: str, stride: int, uses: list[tuple[int, int, nn.Module | None]]):
         self.mode, self.stride, self.uses = mode, stride, uses
         self.bns = [bn for _, _, bn in uses]
-        self.stats = _statistics(self.bns)
+        self.statistics = [_statistics(self.bns)]
 
     def outputs(self, pooled: torch.Tensor) -> list[torch.Tensor]:
         """``[pooled if bn is None else bn(pooled) for bn in self.bns]``.
@@ -446,16 +466,21 @@ class _PoolGroup:
         if first.track_running_stats and not first.training:
             return [bn(pooled) for bn in bns]
         out = F.batch_norm(pooled, None, None, None, None, True, 0.0, first.eps)
-        if self.stats is not None:
-            mean, var, count = self.stats.get()
+        if self.statistics[0] is not None:
+            mean, var, count = self.statistics[0].get()
             with torch.no_grad():
                 # in the statistics' precision (under autocast ``pooled`` is bf16), as the kernel does
-                batch_mean, batch_var = torch.batch_norm_update_stats(pooled.to(mean.dtype), None, None, 0.0)
+                stats = torch.batch_norm_update_stats(pooled.to(mean.dtype), None, None, 0.0)
+                batch_mean, batch_var = (t.to(mean.dtype) for t in stats)  # CUDA: float32 for half
                 n = pooled.numel() // pooled.shape[1]
                 mean.view(len(bns), -1).lerp_(batch_mean, first.momentum)
                 var.view(len(bns), -1).lerp_(batch_var * (n / (n - 1)), first.momentum)  # unbiased, as batch norm
             count.add_(1)
         return [out] * len(bns)
+
+
+def _refresh_after_load(cell: MixedCell, incompatible_keys) -> None:
+    cell.refresh_statistics()  # load_state_dict(assign=True) replaces the buffers
 
 
 def _weighted_sum(done: list[torch.Tensor], scaled: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

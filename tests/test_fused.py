@@ -345,9 +345,13 @@ def test_side_by_side_statistics_are_the_batch_norms_own_buffers():
     _assert_same_statistics(bns, twins)
 
     # a copy in place (what load_state_dict does by default) reaches the stacked tensors
-    twins[0].load_state_dict(bns[0].state_dict())
-    bns[0].reset_running_stats()
-    twins[0].reset_running_stats()
+    state = {k: v.clone() - 1 for k, v in twins[0].state_dict().items()}
+    bns[0].load_state_dict(state)
+    twins[0].load_state_dict(state)
+    x = torch.randn(5, 4, 3, 3, generator=g)
+    torch.testing.assert_close(_stack_step(bns, stats, x), _alone_step(twins, x))
+    _assert_same_statistics(bns, twins)
+
     for m in bns + twins:
         m.double()
     x = torch.randn(5, 4, 3, 3, generator=g, dtype=torch.float64)
@@ -356,23 +360,57 @@ def test_side_by_side_statistics_are_the_batch_norms_own_buffers():
     assert stats.get()[0].dtype == torch.float64
 
 
+def assert_buffers_are_slices(opt: DARTSOptimizer) -> None:
+    """Every fused batch norm's buffers are slices of its side-by-side statistics (checked
+    without a forward, which would gather them again)."""
+    held = 0
+    for cell in mixed_cells(opt):
+        for stats in cell._statistics:
+            mean, var, count = stats.stacked
+            n = stats.bns[0].num_features
+            for i, bn in enumerate(stats.bns):
+                assert bn.running_mean.data_ptr() == mean[i * n:].data_ptr()
+                assert bn.running_var.data_ptr() == var[i * n:].data_ptr()
+                assert bn.num_batches_tracked.data_ptr() == count[i:].data_ptr()
+                held += 1
+    assert held
+
+
 def test_side_by_side_statistics_survive_a_checkpoint_round_trip(tmp_path):
-    """A state dict of slices saves and loads like one of separate buffers, and a deep copy of
-    a fused cell keeps its statistics apart from the original's."""
+    """The buffers are slices from the cell's construction on, and again right after
+    ``.double()`` and ``load_state_dict(assign=True)`` (so a list of them taken then stays
+    valid); a state dict of slices saves and loads like one of separate buffers; a deep copy
+    of the network keeps its statistics apart from the original's."""
+    built = DARTSOptimizer(device="cpu", fused=True)
+    built.adapt_search_space(darts(), INFO)
+    assert_buffers_are_slices(built)  # as built, before anything moves it
     opt = make(darts(), fused=True, seed=5)
     spread_running_statistics(opt, 6)
     opt.step(data(4, 7), data(4, 8))
-    state = opt.graph.state_dict()
-    torch.save(state, tmp_path / "graph.pt")
+    torch.save(opt.graph.state_dict(), tmp_path / "graph.pt")
     loaded = torch.load(tmp_path / "graph.pt", weights_only=True)
     other = make(darts(), fused=True, seed=9)
     other.graph.load_state_dict(loaded)
     for (k, a), b in zip(opt.graph.state_dict().items(), other.graph.state_dict().values()):
         assert torch.equal(a, b), k
+    assert_buffers_are_slices(other)
+    other.graph.load_state_dict({k: v.clone() for k, v in loaded.items()}, assign=True)
+    assert_buffers_are_slices(other)
+    other.graph.double()
+    assert_buffers_are_slices(other)
+    # the loaded statistics are what the stacked batch norms use: both step alike
+    opt.graph.double()
+    x, y = data(4, 12)
+    for o in (opt, other):
+        o.graph.train()
+        o.graph(x.double())
+    for a, b in zip(batch_norms(opt), batch_norms(other)):
+        torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-12, atol=1e-12)
+        assert int(a.num_batches_tracked) == int(b.num_batches_tracked)
+
     twin = copy.deepcopy(opt.graph)
     before = [bn.running_mean.clone() for bn in batch_norms(opt)]
-    twin.train()
-    twin(data(4, 10)[0])
+    twin(data(4, 10)[0].double())
     twin_bns = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.track_running_stats]
     assert all(torch.equal(a, bn.running_mean) for a, bn in zip(before, batch_norms(opt)))
     assert all(not torch.equal(a, bn.running_mean) for a, bn in zip(before, twin_bns))
