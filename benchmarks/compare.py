@@ -48,7 +48,9 @@ def main() -> None:
     ap.add_argument("--spaces", default="nasbench201,darts")
     ap.add_argument("--darts-batches", default="16,64", help="batch sizes for the DARTS space")
     ap.add_argument("--gdas", type=int, default=1, help="also compare GDAS against xautodl's GDAS (0: skip)")
+    ap.add_argument("--cpu-kernels", action="store_true", help="our steps with nasframe_cpu enabled (run.cpu_kernels)")
     a = ap.parse_args()
+    a.ours = ["--cpu-kernels"] if a.cpu_kernels else []
     spaces = a.spaces.split(",")
     common = ["--device", a.device, "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     rows = []
@@ -59,7 +61,7 @@ def main() -> None:
         ours, peer = [], []
         for _ in range(a.rounds):
             args = ["--space", space, "--mode", mode, "--batch", str(batch), *common]
-            ours.append(run([sys.executable, str(HERE / "step_time.py"), *args]))
+            ours.append(run([sys.executable, str(HERE / "step_time.py"), *args, *a.ours]))
             if a.peer:
                 peer.append(run([sys.executable, a.peer, *args]))
         rows.append((space, mode, int(batch), ours, peer))
@@ -68,7 +70,7 @@ def main() -> None:
 
     mem_key = "peak_cuda_mb" if a.device.startswith("cuda") else "peak_rss_mb"
     print(f"machine: {platform.processor() or platform.machine()}, {a.threads} threads, device {a.device}, "
-          f"{a.rounds} alternating rounds of {a.steps} timed steps")
+          f"{a.rounds} alternating rounds of {a.steps} timed steps, nasframe_cpu {'on' if a.cpu_kernels else 'off'}")
     print()
     print(f"| space | order | batch | nasframe s/step | xautodl s/step | speed-up | nasframe {mem_key} | xautodl {mem_key} |")
     print("|---|---|---|---|---|---|---|---|")
@@ -91,7 +93,7 @@ def gdas_rows(a, common: list[str]) -> tuple:
     ours, peer = [], []
     for _ in range(a.rounds):
         ours.append(run([sys.executable, str(HERE / "step_time.py"), "--optimizer", "gdas", "--space", "nasbench201",
-                         "--mode", "first", "--batch", str(a.batch), *common]))
+                         "--mode", "first", "--batch", str(a.batch), *common, *a.ours]))
         if a.peer:
             peer.append(run([sys.executable, a.peer, "--space", "nasbench201", "--algo", "gdas", "--mode", "first",
                              "--batch", str(a.batch), *common]))

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from nasframe_core import kernels
+from nasframe_cpu import kernels
 from native_step import kernel_arguments
 
 # (N, C, H, kernel): the weight gradients of the sep/dil convolutions of a DARTS-space step

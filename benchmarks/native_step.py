@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the native CPU kernels (``nasframe_core/kernels``) change in a whole search step.
+"""What the native CPU kernels (``nasframe_cpu/kernels``) change in a whole search step.
 
 Alternates steps of one optimizer with the kernels on and off (``NASFRAME_NATIVE_KERNELS``,
 read at every call) in one process, on the same batches, so the machine's drift hits both
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from nasframe_core import kernels
+from nasframe_cpu import kernels
 from step_time import step_arguments, step_setup
 
 
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     require_native_kernels()
+    a.cpu_kernels = True  # the kernels installed; the switch below turns them off step by step
     opt, train, val = step_setup(a)
     settings = {"native": "1", "aten": "0"}
     times: dict[str, list[float]] = {name: [] for name in settings}

@@ -6,7 +6,7 @@ on random 3x32x32 inputs with 10 classes, the shapes of ``../shared/bench/peer_s
 (which times NAS-Bench-201's own supernet, xautodl). Prints one JSON line, with the page
 faults and kernel CPU seconds of a step (``page_faults``, ``system_s``; near zero unless memory
 is mapped afresh: ``NASFRAME_KEEP_FREED_MEMORY=0`` shows glibc's defaults, see
-``nasframe_core/memory.py``).
+``nasframe_cpu/memory.py``, with ``--cpu-kernels``).
 
     python benchmarks/step_time.py --space nasbench201 --mode first --batch 64 --device cpu --threads 2
     python ../shared/bench/peer_step.py --batch 64 --mode first --device cpu --threads 2
@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from nasframe_core import memory
+import nasframe_cpu
 from nasframe_core.data import KNOWN_DATASETS
 from nasframe_darts import FAMILY
 
@@ -54,6 +54,8 @@ def step_arguments(description: str, space: str = "nasbench201", batch: int = 64
     ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--optimizer", choices=tuple(FAMILY), default="darts")
+    ap.add_argument("--cpu-kernels", action="store_true",
+                    help="enable nasframe_cpu (native kernels, allocator setting), as run.cpu_kernels=true does")
     return ap
 
 
@@ -62,6 +64,8 @@ def step_setup(a, device: str = "cpu", fused: bool = True, compile: bool = False
     train and validation batch: ``(opt, (x_train, y_train), (x_val, y_val))``."""
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.cpu_kernels:
+        nasframe_cpu.enable()
     torch.manual_seed(0)
     settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
     opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, compile=compile,
@@ -107,7 +111,7 @@ def main() -> None:
            "min_s": min(times),
            # page faults and kernel CPU seconds per step (all threads): memory mapped afresh
            "page_faults": int(statistics.median(faults)), "system_s": round(statistics.median(system_s), 3),
-           "allocator": memory.status(),
+           **nasframe_cpu.status(),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if dev.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20

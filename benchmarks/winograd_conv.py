@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from nasframe_core import kernels
+from nasframe_cpu import kernels
 from native_step import kernel_arguments
 
 # (N, C_in, C_out, H): NAS-Bench-201's cell convolutions at batch 64

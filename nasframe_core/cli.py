@@ -54,6 +54,9 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
                    help="cap the steps of an epoch, for smoke runs (default: the whole training split)")
     g.add_argument("--seed", type=int, help=f"the one seed behind every random choice (default: {r.seed})")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"default: {r.device} (CUDA when available)")
+    g.add_argument("--cpu-kernels", dest="cpu_kernels", action="store_const", const=True,
+                   help="run.cpu_kernels=true: native CPU kernels and allocator setting (nasframe_cpu); faster on "
+                        "some CPUs, and the same seed may then take another path (default: off)")
     g = p.add_argument_group("run directory and configuration")
     g.add_argument("--out", help="new run directory, never overwritten (default: runs/<command>-<time>)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run where its last checkpoint left it")
@@ -151,6 +154,7 @@ def config_from_args(host: PluginHost, args, command: str):
         path = RunDir.open_existing(Path(args.resume)).file(CONFIG)
         cfg = Config.from_dict(load_config_file(path), str(path))
         refused = [f for f in ("optimizer", "search_space", "dataset", "batch_size", "steps_per_epoch", "seed",
+                               "cpu_kernels",
                                "config", "out", "genotype")
                    if getattr(args, f, None) is not None] + (["set"] if args.overrides else [])
         if refused:
@@ -188,7 +192,7 @@ def config_from_args(host: PluginHost, args, command: str):
         value = getattr(args, flag, None)
         if value is not None:
             cfg.set(key, value)
-    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device"):
+    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device", "cpu_kernels"):
         value = getattr(args, key, None)
         if value is not None:
             cfg.set(f"run.{key}", value)
@@ -237,7 +241,7 @@ def cmd_run(host: PluginHost, args, command: str) -> int:
     if command == "train" and not cfg.genotype:
         raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
     execute(cfg, host, out=Path(args.out) if args.out else None,
-            resume=Path(args.resume) if args.resume else None, quiet=args.quiet)
+            resume=Path(args.resume) if args.resume else None, quiet=args.quiet, owns_process=True)
     return 0
 
 

@@ -47,6 +47,9 @@ class RunSettings:
     lr_min: float = 0.001
     scheduler: str = "cosine"
     eval_test: bool = False
+    #: let a plugin that provides native CPU kernels (``nasframe_cpu``) run them, in a process the
+    #: ``nasframe`` command owns; off by default so a seed gives the same search on every machine
+    cpu_kernels: bool = False
 
 
 @attrs.define

@@ -76,6 +76,8 @@ class RunContext:
         self.job: Any = None
         self.epoch = 0
         self.stop_reason: Optional[str] = None
+        #: what besides the seed decides a run's last digits (torch, threads, plugins' entries)
+        self.runtime: dict = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
     @property
     def optimizer(self):
@@ -140,18 +142,26 @@ def execute(
     out: Optional[Path] = None,
     resume: Optional[Path] = None,
     quiet: bool = False,
+    owns_process: bool = False,
 ) -> dict:
-    """Run ``config`` (a search, or training when ``config.command == 'train'``); return result.json."""
+    """Run ``config`` (a search, or training when ``config.command == 'train'``); return result.json.
+
+    ``owns_process``: the caller owns the process (the ``nasframe`` command), so plugins may set
+    process-wide state for the run (:func:`~nasframe_core.hookspecs.nasframe_process_start`)."""
     device = resolve_device(config.run.device)
+    runtime: dict = {}
+    if owns_process:
+        for entries in host.hook.nasframe_process_start(config=config):
+            runtime.update(entries or {})
     owns_group = distributed.init_from_env(device)
     try:
-        return _execute_in_group(config, host, device, out, resume, quiet)
+        return _execute_in_group(config, host, device, out, resume, quiet, runtime)
     finally:
         if owns_group:
             distributed.shutdown()
 
 
-def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
+def _execute_in_group(config, host, device, out, resume, quiet, runtime) -> dict:
     main = distributed.is_main()
     checkpoint = None
     run_dir: Optional[RunDir] = None
@@ -162,6 +172,7 @@ def _execute_in_group(config, host, device, out, resume, quiet) -> dict:
     elif main and out is not None:
         RunDir.check_new(out)  # before the data is loaded: a taken --out fails at once
     ctx = RunContext(config, host, None, device)
+    ctx.runtime = {"torch": torch.__version__, "threads": torch.get_num_threads(), **runtime}
     seed_everything(config.run.seed)
     try:
         # every setting is checked while the job is built: a command that fails here leaves

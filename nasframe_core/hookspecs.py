@@ -49,6 +49,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .config import Config
     from .data import DatasetInfo
     from .engine import RunContext
     from .genotype import Genotype
@@ -102,6 +103,21 @@ def nasframe_register_benchmarks(register: Register) -> None:
     env=VAR)``: ``loader(path)`` returns a :class:`~nasframe_core.benchmark.Benchmark`
     answering queries for the search space ``space``; ``env`` names the environment variable
     that holds the default path.
+    """
+
+
+# ------------------------------------------------------------------------------ process
+@hookspec
+def nasframe_process_start(config: "Config") -> "Optional[dict]":
+    """Called once per run by the ``nasframe`` command, which owns the process, after the
+    configuration is resolved and before the job is built; never when a run is started from
+    Python (``nasframe_core.engine.execute`` without ``owns_process``).
+
+    The one place where a plugin may change process-wide state (an allocator setting, native
+    kernels installed with :func:`nasframe_core.ops.use_native_convolutions`), and only when
+    ``config`` asks for it (``run.cpu_kernels``). Returns JSON-serialisable entries for the
+    ``runtime`` record of ``result.json`` (what besides torch and the thread count decides a
+    seeded run's last digits), or ``None``.
     """
 
 

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasframe_core import kernels
 
 
 def batch_norm(C: int, affine: bool, track_running_stats: bool = True) -> nn.BatchNorm2d:
@@ -134,57 +133,51 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
-def _native_depthwise_weight_grad(x, go, weight, padding, groups):
-    return kernels.depthwise_weight_grad(x, go, weight.shape[-1], padding)
+#: the native convolutions installed by :func:`use_native_convolutions` (None: ATen's everywhere)
+_native = None
+
+
+def use_native_convolutions(provider) -> None:
+    """Route the convolutions :func:`depthwise` and :func:`conv3x3` may hand over to ``provider``
+    (``None``: ATen's again). Process-wide, so it is called where the process is owned (the
+    ``nasframe`` command, when ``run.cpu_kernels`` is on and a plugin provides kernels), never as a
+    side effect of a library call. ``provider`` has:
+
+    - ``accepts_depthwise(x, kernel_size, padding)`` and
+      ``depthwise_weight_grad(x, grad_out, weight, padding, groups)``: the weight gradient of a
+      stride-1 undilated depthwise convolution it accepts;
+    - ``accepts_conv3x3(x, weight)`` and ``conv3x3(x, weight)``: a differentiable
+      ``F.conv2d(x, weight, None, 1, 1)`` for the dense 3x3 convolutions it accepts.
+
+    Their rounding differs from ATen's, so a seeded search takes another path with them."""
+    global _native
+    _native = provider
+
+
+def native_convolutions():
+    """The provider :func:`use_native_convolutions` installed, or ``None``."""
+    return _native
 
 
 def depthwise(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1) -> torch.Tensor:
-    """``F.conv2d(x, weight, None, stride, padding, dilation, groups=channels)``. When the
-    weight gradient is wanted (first derivatives, no autocast) and
-    :func:`nasframe_core.kernels.accepts` the convolution (stride 1, undilated, square 3x3 or
-    5x5 kernel, CPU float32 channels-last, channels a multiple of 8, ...), that gradient runs
-    in the native kernel, several times faster than oneDNN's generic one."""
+    """``F.conv2d(x, weight, None, stride, padding, dilation, groups=channels)``. When native
+    convolutions are installed (:func:`use_native_convolutions`), the weight gradient is wanted
+    (first derivatives, no autocast) and the provider accepts the convolution (stride 1,
+    undilated, square kernel), that gradient runs in the provider's kernel."""
     p = _pair(padding)
-    if (_pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and isinstance(p[0], int) and p[0] == p[1]
-            and weight.shape[-1] == weight.shape[-2] and weight.shape[1] == 1 and weight.shape[0] == x.shape[1]
-            and weight.dtype == x.dtype and own_weight_grad_applies(x, weight)
-            and kernels.accepts(x, weight.shape[-1], p[0])):
-        return ConvWithOwnWeightGrad.apply(x, weight, p[0], x.shape[1], _native_depthwise_weight_grad)
+    if (_native is not None and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and isinstance(p[0], int)
+            and p[0] == p[1] and weight.shape[-1] == weight.shape[-2] and weight.shape[1] == 1
+            and weight.shape[0] == x.shape[1] and weight.dtype == x.dtype and own_weight_grad_applies(x, weight)
+            and _native.accepts_depthwise(x, weight.shape[-1], p[0])):
+        return ConvWithOwnWeightGrad.apply(x, weight, p[0], x.shape[1], _native.depthwise_weight_grad)
     return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
 
 
-class WinogradConv3x3(torch.autograd.Function):
-    """``F.conv2d(x, weight, None, 1, 1)`` whose forward pass, input gradient and weight
-    gradient run in the native Winograd kernels (:func:`nasframe_core.kernels.winograd_conv3x3`):
-    ``WinogradConv3x3.apply(x, weight)``. Under ``create_graph`` the backward pass is ATen's
-    (it is differentiable)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return kernels.winograd_conv3x3(x, weight)
-
-    @staticmethod
-    def backward(ctx, go: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        want_x, want_w = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph: a backward pass that can be differentiated again
-            gx, gw, _ = torch.ops.aten.convolution_backward(go, x, weight, None, [1, 1], [1, 1], [1, 1], False,
-                                                            [0, 0], 1, [want_x, want_w, False])
-            return gx, gw
-        gx = kernels.winograd_conv3x3_input_grad(go, weight) if want_x else None
-        gw = kernels.winograd_conv3x3_weight_grad(x, go) if want_w else None
-        return gx, gw
-
-
 def conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``F.conv2d(x, weight, None, 1, 1)`` for a (Co, Ci, 3, 3) ``weight``. Where
-    :func:`nasframe_core.kernels.winograd_accepts` the convolution (CPU float32 channels-last,
-    channels multiples of 8, ...) and no autocast is on, it runs by Winograd's algorithm in the
-    native kernels, forward and backward: F(4x4, 3x3) makes 4x fewer multiplies than oneDNN's
-    direct convolution, and rounds to about 1e-5 of the largest output instead of 1e-6."""
-    if not _autocast_on(x.device.type) and kernels.winograd_accepts(x, weight):
-        return WinogradConv3x3.apply(x, weight)
+    """``F.conv2d(x, weight, None, 1, 1)`` for a (Co, Ci, 3, 3) ``weight``; in the installed native
+    convolutions (:func:`use_native_convolutions`) where they accept it and no autocast is on."""
+    if _native is not None and not _autocast_on(x.device.type) and _native.accepts_conv3x3(x, weight):
+        return _native.conv3x3(x, weight)
     return F.conv2d(x, weight, None, 1, 1)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import attrs
 import torch
 
-from . import confidence, distributed, kernels, memory
+from . import confidence, distributed
 from .benchmark import open_benchmark
 from .config import resolved_plugin_settings
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
@@ -334,9 +334,7 @@ class SearchJob(JobBase):
             "seed": c.run.seed,
             "seconds": round(elapsed, 3),
             # what else decides the last digits of every sum, and so a seeded search's path
-            # (torch, threads, native kernels), and the allocator's setting, which decides speed only
-            "runtime": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "native_kernels": kernels.status(), "allocator": memory.status()},
+            "runtime": dict(self.ctx.runtime),
         }
         if history:
             last = history[-1]

@@ -112,7 +112,18 @@ def call_with_settings(factory: Callable[..., Any], settings: Mapping[str, Any],
     return factory(**check_settings(factory, settings, label))
 
 
-def env_switch(name: str) -> bool:
-    """Whether the on/off environment variable ``name`` is on: unset or anything but
-    0/off/false/no (so features it guards are on by default)."""
-    return os.environ.get(name, "1").strip().lower() not in ("0", "off", "false", "no")
+ON_VALUES = ("1", "on", "true", "yes")
+OFF_VALUES = ("0", "off", "false", "no")
+
+
+def env_switch(name: str, default: bool = True) -> bool:
+    """The on/off environment variable ``name`` (``default`` when unset or empty); any value
+    but 1/on/true/yes or 0/off/false/no is an error naming the variable."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ON_VALUES:
+        return True
+    if value in OFF_VALUES:
+        return False
+    raise NasframeError(f"{name}={os.environ[name]!r} is neither on nor off; set it to 1 or 0 (or unset it)")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
-from nasframe_core import distributed, memory
+from nasframe_core import distributed
 from nasframe_core.cells import discrete_cell_factory
 from nasframe_core.data import dataset_info
 from nasframe_core.errors import NasframeError
@@ -272,13 +272,8 @@ class OneShotOptimizer(MetaOptimizer):
         return self.graph
 
     def before_training(self) -> None:
-        """Move the supernet and the alphas to ``self.device``; start all ranks alike. On the
-        CPU, first set the process to keep the memory it frees (:mod:`nasframe_core.memory`:
-        no page faults in steady steps; for the rest of the process, memory is not handed back
-        to the system)."""
+        """Move the supernet and the alphas to ``self.device``; start all ranks alike."""
         graph = self._require_graph()
-        if self.device.type == "cpu":  # steps on the CPU reuse what they free (no page faults)
-            memory.keep_freed_memory()
         graph.to(self.device)
         if self._use_channels_last():
             # mkldnn convolutions are much faster on NHWC tensors; activations follow the weights

@@ -64,14 +64,17 @@ def cifar10_jpeg_dir() -> Path:
 
 @pytest.fixture
 def native_kernels(monkeypatch):
-    """:mod:`nasframe_core.kernels`, enabled and built (a skip, or a failure where REQUIRE_ENV
-    is set, when no C compiler builds them)."""
-    from nasframe_core import kernels
+    """:mod:`nasframe_cpu.kernels`, enabled, built and installed as the core's native convolutions
+    for the test (a skip, or a failure where REQUIRE_ENV is set, when no C compiler builds them)."""
+    from nasframe_core import ops
+    from nasframe_cpu import kernels
+    from nasframe_cpu.ops import NativeConvolutions
 
     monkeypatch.setenv(kernels.ENV_SWITCH, "1")
+    monkeypatch.setattr(ops, "_native", NativeConvolutions())
     why = kernels.unavailable_reason()
     if why:
-        message = f"needs the native kernels of nasframe_core/kernels, which are not available: {why}"
+        message = f"needs the native kernels of nasframe_cpu/kernels, which are not available: {why}"
         if _data_required():
             pytest.fail(f"{message} ({REQUIRE_ENV} is set, so a missing compiler fails)", pytrace=False)
         pytest.skip(message)
@@ -127,7 +130,7 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
     kernels on, then the same step with them off: the first records calls in ``calls`` (a
     counting patch the test set up), the second none, and both end with the same weights and
     alphas."""
-    from nasframe_core import kernels
+    from nasframe_cpu import kernels
     from nasframe_core.data import KNOWN_DATASETS
     from nasframe_darts import FAMILY
 

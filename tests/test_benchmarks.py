@@ -108,7 +108,7 @@ def test_other_convolutions_are_counted_not_fatal():
 
 
 def test_the_native_weight_gradient_is_counted(native_kernels):
-    from nasframe_core import kernels
+    from nasframe_cpu import kernels
 
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
     timer = OpTimer()

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import native_and_aten_step
-from nasframe_core import kernels, ops
+from nasframe_core import ops
+from nasframe_cpu import kernels
 
 # (N, C, H, W, kernel, padding): "same" paddings, none (small images padded beforehand),
 # odd sizes, images smaller than the kernel, one and two channel blocks of 8
@@ -147,7 +148,7 @@ def test_without_a_compiler_aten_runs_and_one_line_says_why(monkeypatch, tmp_pat
     monkeypatch.setenv("NASFRAME_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # a "compiler" that fails every build
     monkeypatch.setattr(kernels, "_compiler", lambda: "false")
-    with caplog.at_level(logging.INFO, logger="nasframe_core.kernels"):
+    with caplog.at_level(logging.INFO, logger="nasframe_cpu.kernels"):
         assert not kernels.available()
     assert any("using ATen's kernels" in r.getMessage() for r in caplog.records)
     g = torch.Generator().manual_seed(6)
@@ -168,7 +169,7 @@ def test_a_damaged_cached_build_is_rebuilt(native_kernels, tmp_path):
     import sys
 
     env = dict(os.environ, NASFRAME_CACHE=str(tmp_path), **{kernels.ENV_SWITCH: "1"})
-    probe = [sys.executable, "-c", "from nasframe_core import kernels; print(kernels.available())"]
+    probe = [sys.executable, "-c", "from nasframe_cpu import kernels; print(kernels.available())"]
     assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "True"
     (built,) = (tmp_path / "kernels").glob("native-*.so")
     built.write_bytes(b"not a shared library")

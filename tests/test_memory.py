@@ -1,4 +1,4 @@
-"""The allocator setting of CPU search steps (``nasframe_core.memory``): freed memory is kept
+"""The allocator setting of CPU search steps (``nasframe_cpu.memory``): freed memory is kept
 and reused, so steady steps do not fault pages in again."""
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from nasframe_core import memory
+from nasframe_cpu import memory
 
 # allocate, touch and free a 64 MB tensor forty times; count the page faults of the last twenty
 _LOOP = """
 import json, resource, sys, torch
-from nasframe_core import memory
+from nasframe_cpu import memory
 status = memory.keep_freed_memory()
 faults = 0
 for i in range(40):
@@ -68,17 +68,49 @@ def test_malloc_settings_of_the_environment_are_left_alone(monkeypatch, name, va
     assert memory.keep_freed_memory() == f"as the environment sets it ({name})"
 
 
-def test_a_cpu_search_keeps_freed_memory_and_records_it(tmp_path):
-    """The one-shot engine sets it before training on the CPU; the run record says so."""
+@pytest.mark.parametrize("flags", [[], ["--cpu-kernels"]])
+def test_cpu_speed_ups_run_only_when_asked_for_and_are_recorded(tmp_path, flags):
+    """Off by default (a seed's search does not depend on a C compiler or the allocator);
+    ``--cpu-kernels`` (run.cpu_kernels) keeps freed memory and installs the native kernels, in
+    the process the command owns; the run record says which."""
     _needs_glibc()
     out = tmp_path / "run"
     args = ["run", "--dataset", "synthetic", "--set", "dataset.n_train=32", "--set", "dataset.n_test=8",
             "--set", "dataset.image_size=8", "--set", "search_space.C=4", "--set", "search_space.N=1",
             "--batch-size", "8", "--device", "cpu", "--quiet", "--epochs", "1", "--steps-per-epoch", "2",
-            "--out", str(out)]
+            "--out", str(out), *flags]
     env = {**os.environ, memory.ENV_SWITCH: "1"}
     done = subprocess.run([sys.executable, "-m", "nasframe_core.cli", *args], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "result.json").read_text())
-    assert result["runtime"]["allocator"] == "freed memory kept (glibc: no mmap, no trim)"
+    runtime = result["runtime"]
+    if flags:
+        assert runtime["allocator"] == "freed memory kept (glibc: no mmap, no trim)"
+        assert runtime["native_kernels"] in ("on", "not used") or runtime["native_kernels"].startswith("off (")
+    else:
+        assert runtime["allocator"] == "C library defaults"
+        assert runtime["native_kernels"] == "off (run.cpu_kernels is false)"
+    assert runtime["threads"] >= 1 and runtime["torch"]
+
+
+def test_a_library_run_changes_no_process_state(monkeypatch, tmp_path):
+    """``execute()`` from Python (no ``owns_process``) calls no process hook, even with
+    run.cpu_kernels on: a library call never changes the allocator or the kernels."""
+    from nasframe_core import ops
+    from nasframe_core.config import Config
+    from nasframe_core.engine import execute
+    from nasframe_core.plugins import make_plugin_manager
+
+    import nasframe_cpu
+
+    monkeypatch.setattr(nasframe_cpu, "enable", lambda: pytest.fail("a library call enabled nasframe_cpu"))
+    cfg = Config()
+    for key, value in (("dataset.name", "synthetic"), ("dataset.n_train", 32), ("dataset.n_test", 8),
+                       ("dataset.image_size", 8), ("search_space.C", 4), ("search_space.N", 1),
+                       ("run.batch_size", 8), ("run.epochs", 1), ("run.steps_per_epoch", 1),
+                       ("run.device", "cpu"), ("run.cpu_kernels", True)):
+        cfg.set(key, value)
+    result = execute(cfg, make_plugin_manager(), out=tmp_path / "run", quiet=True)
+    assert ops.native_convolutions() is None
+    assert set(result["runtime"]) == {"torch", "threads"}

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import native_and_aten_step
-from nasframe_core import kernels, ops
+from nasframe_core import ops
+from nasframe_cpu import kernels
 
 # (N, C_in, C_out, H, W): NAS-Bench-201's shapes, odd sizes (part tiles at the edges), images
 # of one and two pixels (F(2x2, 3x3)), one channel block of 8, output channels not a multiple
