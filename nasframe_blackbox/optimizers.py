@@ -1,8 +1,9 @@
 """Random search, regularized evolution and local search over any space's genotypes.
 
 Each proposes genotypes through the space (``random_genotype``, ``random_neighbour``,
-``neighbours``) and learns from the evaluations the loop's evaluator returns; the budget and
-the incumbent are :class:`~nasframe_core.blackbox.BlackBoxOptimizer`'s.
+``neighbours``) when the driver asks, and learns from the evaluations it is told, in the order
+they finish; the budget, the executors and the incumbent are the driver's (see
+:mod:`nasframe_core.blackbox`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from nasframe_core.errors import NasframeError
 class RandomSearch(BlackBoxOptimizer):
     """Random search: every proposal is a uniformly random genotype."""
 
-    def propose(self):
+    def ask(self):
         return self.random_genotype()
 
 
@@ -26,14 +27,16 @@ class RegularizedEvolution(BlackBoxOptimizer):
     The first ``population_size`` proposals are random. After that, each proposal is a
     mutation (one op of one kept edge changed) of the best of ``sample_size`` members drawn
     from the population (with replacement, as NB201/NATS's script); the new child joins the
-    population and the oldest member dies. The mutation is the space's ``random_neighbour``:
+    population when its evaluation arrives and the oldest member dies. With several workers
+    this is the asynchronous form: a child per free worker, the population updated on arrival
+    (a failed evaluation joins nothing). The mutation is the space's ``random_neighbour``:
     by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
     as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
     """
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,
-                 time_budget: float = 0.0, train_epochs: int = 4):
-        super().__init__(evaluations, time_budget, train_epochs)
+                 time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):
+        super().__init__(evaluations, time_budget, train_epochs, max_attempts)
         if population_size < 1 or not 1 <= sample_size:
             raise NasframeError(
                 f"optimizer.population_size and optimizer.sample_size must be at least 1, got {population_size} and {sample_size}")
@@ -52,24 +55,17 @@ class RegularizedEvolution(BlackBoxOptimizer):
                 best = e
         return best
 
-    def propose(self):
-        if len(self.history) < self.population_size:
+    def ask(self):
+        if self.asked < self.population_size or not self.population:
             return self.random_genotype()
         return self.search_space.random_neighbour(self.tournament().genotype, self.rng)
 
-    def observe(self, evaluation: Evaluation) -> None:
+    def tell(self, evaluation: Evaluation) -> None:
+        if not evaluation.ok:
+            return
         self.population.append(evaluation)
         if len(self.population) > self.population_size:
             self.population.popleft()  # the oldest dies
-
-    def state_dict(self) -> dict:
-        # population members are the last evaluations of the history, in order
-        return {**super().state_dict(), "population_size_now": len(self.population)}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        n = int(state["population_size_now"])
-        self.population = deque(self.history[len(self.history) - n:] if n else [])
 
 
 class LocalSearch(BlackBoxOptimizer):
@@ -79,11 +75,14 @@ class LocalSearch(BlackBoxOptimizer):
     neighbours (one op changed) in a random order; when all are evaluated, move to the best if
     it beats the current one, else the current genotype is a local optimum (recorded in
     ``local_optima``) and the search restarts from a random genotype. Evaluated genotypes are
-    not evaluated again; the budget decides when it ends.
+    not evaluated again; the budget decides when it ends. The search is sequential: with
+    several workers, a neighbourhood's evaluations run side by side, and the next move waits
+    for all of them (``ask`` answers ``None`` meanwhile).
     """
 
-    def __init__(self, initial: int = 1, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4):
-        super().__init__(evaluations, time_budget, train_epochs)
+    def __init__(self, initial: int = 1, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4,
+                 max_attempts: int = 2):
+        super().__init__(evaluations, time_budget, train_epochs, max_attempts)
         if initial < 1:
             raise NasframeError(f"optimizer.initial must be at least 1, got {initial}")
         self.initial = int(initial)
@@ -94,30 +93,60 @@ class LocalSearch(BlackBoxOptimizer):
         self.round: list[Evaluation] = []  # evaluated neighbours of current
         self.local_optima: list[Evaluation] = []
         self.seen: dict[str, Evaluation] = {}
+        self.pending = 0  # proposals of the current phase not told yet
+        self.phase_asks = 0  # proposals made in the current phase (a start, or a neighbourhood)
 
-    def propose(self):
+    def ask(self):
         while True:
             if self.starting:
+                if self.phase_asks >= self.starts_left:
+                    return None  # every start is out; the move waits for their scores
+                self.phase_asks += 1
+                self.pending += 1
                 return self.random_genotype()
+            self._drain_seen()
             if self.queue:
-                g = self.queue.pop()
-                if str(g) in self.seen:  # scored before: reuse the score, spend no budget
-                    self.round.append(self.seen[str(g)])
-                    continue
-                return g
+                self.pending += 1
+                return self.queue.pop()
+            if self.pending:
+                return None  # the neighbourhood is out; the move waits for its scores
             self._advance()
 
-    def observe(self, evaluation: Evaluation) -> None:
+    def tell(self, evaluation: Evaluation) -> None:
+        self.pending -= 1
+        if not evaluation.ok:
+            if self.starting:
+                self.starts_left -= 1
+                self.phase_asks -= 1
+                self._started()
+            return
         self.seen[str(evaluation.genotype)] = evaluation
         if not self.starting:
+            self._drain_seen()  # as an ask that waited would have, so a replayed search keeps the order
             self.round.append(evaluation)
             return
         if self.current is None or evaluation.valid_accuracy > self.current.valid_accuracy:
             self.current = evaluation
         self.starts_left -= 1
-        if self.starts_left == 0:
-            self.starting = False
-            self._start_neighbourhood()
+        self.phase_asks -= 1
+        self._started()
+
+    def _drain_seen(self) -> None:
+        """Neighbours at the top of the queue that were scored before join the round with their
+        score (spending no budget)."""
+        while self.queue and str(self.queue[-1]) in self.seen:
+            self.round.append(self.seen[str(self.queue.pop())])
+
+    def _started(self) -> None:
+        """After a start's evaluation: once every start is scored, the best one's neighbourhood
+        (or, when every start failed, new starts)."""
+        if self.starts_left > 0:
+            return
+        if self.current is None:
+            self.starts_left = self.initial
+            return
+        self.starting = False
+        self._start_neighbourhood()
 
     def _start_neighbourhood(self) -> None:
         options = self.search_space.neighbours(self.current.genotype)
@@ -138,27 +167,7 @@ class LocalSearch(BlackBoxOptimizer):
             return
         self.local_optima.append(self.current)
         self.current, self.round = None, []
-        self.starting, self.starts_left = True, self.initial
+        self.starting, self.starts_left, self.phase_asks = True, self.initial, 0
 
     def result_report(self) -> dict:
         return {"local_optima": [str(e.genotype) for e in self.local_optima]}
-
-    def state_dict(self) -> dict:
-        return {
-            **super().state_dict(),
-            "starting": self.starting,
-            "starts_left": self.starts_left,
-            "current": None if self.current is None else self._save(self.current),
-            "queue": [str(g) for g in self.queue],
-            "round": [self._save(e) for e in self.round],
-            "local_optima": [self._save(e) for e in self.local_optima],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.starting, self.starts_left = bool(state["starting"]), int(state["starts_left"])
-        self.current = None if state["current"] is None else self._load(state["current"])
-        self.queue = [self.search_space.parse_genotype(g) for g in state["queue"]]
-        self.round = [self._load(e) for e in state["round"]]
-        self.local_optima = [self._load(e) for e in state["local_optima"]]
-        self.seen = {str(e.genotype): e for e in self.history}

@@ -57,6 +57,13 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g.add_argument("--cpu-kernels", dest="cpu_kernels", action="store_const", const=True,
                    help="run.cpu_kernels=true: native CPU kernels and allocator setting (nasframe_cpu); faster on "
                         "some CPUs, and the same seed may then take another path (default: off)")
+    if not train:
+        g = p.add_argument_group("black-box search: where evaluations run")
+        g.add_argument("--executor", choices=("serial", "simulated", "ray"),
+                       help="serial: one at a time here (default); simulated: virtual workers on the table's "
+                            "charged seconds; ray: Ray tasks (pip install 'nasframe-darts[ray]')")
+        g.add_argument("--workers", type=int, help="evaluations at once (default 1)")
+        g.add_argument("--address", help="Ray cluster address (default: start a local one, or $RAY_ADDRESS)")
     g = p.add_argument_group("run directory and configuration")
     g.add_argument("--out", help="new run directory, never overwritten (default: runs/<command>-<time>)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run where its last checkpoint left it")
@@ -142,7 +149,7 @@ def cmd_plugins(host: PluginHost, args) -> int:
     return 0
 
 
-RESUME_FLAGS = ("epochs", "device", "benchmark", "data_dir")
+RESUME_FLAGS = ("epochs", "device", "benchmark", "data_dir", "executor", "workers", "address")
 
 
 def config_from_args(host: PluginHost, args, command: str):
@@ -192,7 +199,8 @@ def config_from_args(host: PluginHost, args, command: str):
         value = getattr(args, flag, None)
         if value is not None:
             cfg.set(key, value)
-    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device", "cpu_kernels"):
+    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device", "cpu_kernels",
+                "executor", "workers", "address"):
         value = getattr(args, key, None)
         if value is not None:
             cfg.set(f"run.{key}", value)

@@ -50,6 +50,12 @@ class RunSettings:
     #: let a plugin that provides native CPU kernels (``nasframe_cpu``) run them, in a process the
     #: ``nasframe`` command owns; off by default so a seed gives the same search on every machine
     cpu_kernels: bool = False
+    #: where a black-box search's evaluations run: serial, simulated or ray
+    executor: str = "serial"
+    #: how many evaluations run at once (simulated or Ray workers)
+    workers: int = 1
+    #: the Ray cluster to use (default: a local one, or $RAY_ADDRESS)
+    address: Optional[str] = None
 
 
 @attrs.define
@@ -70,7 +76,8 @@ class TrainSettings:
 
 
 SECTIONS = ("run", "train", "optimizer", "search_space", "dataset", "augment")
-RUN_CHOICES = {"device": ("auto", "cpu", "cuda"), "scheduler": ("cosine", "constant")}
+RUN_CHOICES = {"device": ("auto", "cpu", "cuda"), "scheduler": ("cosine", "constant"),
+               "executor": ("serial", "simulated", "ray")}
 
 
 @attrs.define

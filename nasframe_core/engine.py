@@ -9,83 +9,26 @@ line to ``metrics.jsonl``. Because an epoch depends only on the checkpoint befor
 from __future__ import annotations
 
 import logging
-import math
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from . import distributed
+from .blackbox_job import ProposalJob
 from .checkpoint import FORMAT, VERSION, load_checkpoint, restore, save_atomic, state_of
 from .config import Config, dump_config
+from .context import RunContext, resolve_device, seed_everything
 from .data import _mix
-from .errors import DivergenceError, NasframeError
+from .errors import NasframeError
 from .plugins import PluginHost
 from .rundir import CHECKPOINT, RunDir, resume_flag
+from .search import SearchJob
+from .train import TrainJob
 
 log = logging.getLogger("nasframe")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NasframeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
-    if name in ("cpu", "cuda"):
-        return distributed.local_device(name)
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise NasframeError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def cosine_lr(epoch: int, epochs: int, lr_max: float, lr_min: float) -> float:
-    """The learning rate of ``epoch`` (0-based) under cosine decay from lr_max towards lr_min."""
-    if epochs <= 0:
-        return lr_max
-    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * epoch / epochs))
-
-
-def scheduled_lr(run, epoch: int, lr_max: float) -> float:
-    """The learning rate of ``epoch`` under ``run.scheduler`` (cosine to ``run.lr_min``, or constant)."""
-    if run.scheduler == "constant":
-        return lr_max
-    return cosine_lr(epoch, run.epochs, lr_max, run.lr_min)
-
-
-class RunContext:
-    """What observers see (the hooks' ``run``): ``config``, ``host``, ``run_dir`` (``None`` off
-    rank 0), ``device``, ``epoch`` (or round of a black-box search), ``optimizer``,
-    ``stop_reason`` and :meth:`request_stop`. ``job`` is the loop's own object."""
-
-    def __init__(self, config: Config, host: PluginHost, run_dir: Optional[RunDir], device: torch.device):
-        self.config = config
-        self.host = host
-        self.run_dir = run_dir
-        self.device = device
-        self.job: Any = None
-        self.epoch = 0
-        self.stop_reason: Optional[str] = None
-        #: what besides the seed decides a run's last digits (torch, threads, plugins' entries)
-        self.runtime: dict = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-
-    @property
-    def optimizer(self):
-        return getattr(self.job, "optimizer", None)
-
-    def request_stop(self, reason: str) -> None:
-        """Ask the loop to stop after the current epoch (early stopping)."""
-        self.stop_reason = reason
 
 
 class Progress:
@@ -219,13 +162,20 @@ _log_only = logging.getLogger("nasframe.log")
 
 
 def _build_job(ctx: RunContext):
+    """The job for ``ctx``: training, or the driver the optimizer's contract asks for. A
+    :class:`~nasframe_core.optimizer.MetaOptimizer` takes steps over batches (:class:`SearchJob`);
+    a :class:`~nasframe_core.blackbox.BlackBoxOptimizer` proposes genotypes that evaluators
+    score (:class:`ProposalJob`). Plugins' products are checked against these two bases."""
     if ctx.config.command == "train":
-        from .train import TrainJob
-
         return TrainJob(ctx)
-    from .search import make_search_job
+    from .blackbox import BlackBoxOptimizer
 
-    return make_search_job(ctx)
+    cfg = ctx.config
+    cfg.check_plugins(ctx.host)
+    optimizer = ctx.host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
+    if isinstance(optimizer, BlackBoxOptimizer):
+        return ProposalJob(ctx, optimizer)
+    return SearchJob(ctx, optimizer)
 
 
 def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> dict:
@@ -299,13 +249,3 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
             summary.info("%s", line)
             print(line, flush=True)
     return result
-
-
-def check_finite(value: float, what: str, epoch: int, step: int, run_dir: Optional[RunDir]) -> None:
-    if not math.isfinite(value):
-        where = f"the last good checkpoint is kept in {run_dir.path}" if run_dir else "no checkpoint was written"
-        raise DivergenceError(
-            f"{what} became {value} at epoch {epoch + 1} step {step + 1}; the run stopped and {where}; "
-            f"lower the learning rate or check the data"
-        )
-

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 
 from .errors import NasframeError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .blackbox import Budget, Evaluation, Evaluator
-
 
 class MetaOptimizer(abc.ABC):
-    """A one-shot or black-box search strategy, driven step by step by the search loop.
+    """A one-shot search strategy, driven step by step by the search loop.
 
     The loop calls, in order: :meth:`adapt_search_space` once, :meth:`before_training`
     once, then per epoch :meth:`new_epoch` followed by :meth:`step` for every pair of
@@ -21,10 +18,9 @@ class MetaOptimizer(abc.ABC):
     returns every object (with ``state_dict``/``load_state_dict``) that a resume needs.
     """
 
-    #: whether this optimizer trains a supernet with gradient steps (and so needs data).
-    #: ``False``: a black-box optimizer; the loop loads no dataset, builds no network and
-    #: calls :meth:`search_budget`, :meth:`start_search` and :meth:`search_step` instead of
-    #: the epoch/step methods (see :mod:`nasframe_core.blackbox`).
+    #: NASLib's flag, kept for its users: a ``MetaOptimizer`` always trains with steps. The loop
+    #: does not read it; which driver runs an optimizer is decided by its base class (black-box
+    #: optimizers derive from :class:`~nasframe_core.blackbox.BlackBoxOptimizer` instead).
     using_step_function: bool = True
 
     def __init__(self) -> None:
@@ -109,22 +105,3 @@ class MetaOptimizer(abc.ABC):
         (``genotype``, ``genotype_json``, ``benchmark``, ``test_statistics``, ...).
         One-shot methods put their architecture weights here (``alphas``). Default: nothing."""
         return {}
-
-    # ------------------------------------------------- black-box optimizers only
-    # Called instead of plan_search/before_training/new_epoch/step when
-    # ``using_step_function`` is False; nasframe_core.blackbox.BlackBoxOptimizer implements them.
-
-    def search_budget(self) -> "Budget":
-        """The budget (evaluations and/or charged seconds) the loop spends."""
-        raise NasframeError(f"{type(self).__name__} trains with steps; it has no black-box budget")
-
-    def start_search(self, evaluator: "Evaluator", seed: int) -> None:
-        """Called once per run (also on resume, before the checkpoint is restored) with the
-        evaluator that scores genotypes and the seed of the optimizer's own generator."""
-        raise NasframeError(f"{type(self).__name__} trains with steps; it cannot run a black-box search")
-
-    def search_step(self) -> Optional["Evaluation"]:
-        """Propose one genotype, have the evaluator score it, learn from it; return the evaluation,
-        or ``None`` when the budget does not admit it (the search is then over; the loop also
-        ends the search, uncounted, on an evaluation that ``Budget.admits`` refuses)."""
-        raise NasframeError(f"{type(self).__name__} trains with steps; it cannot run a black-box search")

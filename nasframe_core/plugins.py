@@ -34,9 +34,9 @@ _DISCOVERY_HOOK = {
     "dataset": "nasframe_register_datasets",
     "benchmark": "nasframe_register_benchmarks",
 }
-#: what each kind's factory must return, as (module, class) of nasframe_core
+#: what each kind's factory must return, as (module, class) pairs of nasframe_core
 _PRODUCT = {
-    "optimizer": ("nasframe_core.optimizer", "MetaOptimizer"),
+    "optimizer": ("nasframe_core.optimizer", "MetaOptimizer", "nasframe_core.blackbox", "BlackBoxOptimizer"),
     "search_space": ("nasframe_core.space", "SearchSpace"),
     "dataset": ("nasframe_core.data", "DatasetSource"),
     "benchmark": ("nasframe_core.benchmark", "Benchmark"),
@@ -294,12 +294,13 @@ class PluginHost:
         """``product`` of ``reg``'s factory, if it is what the kind's hook promises."""
         import importlib
 
-        module, cls_name = _PRODUCT[reg.kind]
-        base = getattr(importlib.import_module(module), cls_name)
-        if not isinstance(product, base):
+        spec = _PRODUCT[reg.kind]
+        names = [f"{m}.{c}" for m, c in zip(spec[::2], spec[1::2])]
+        bases = tuple(getattr(importlib.import_module(m), c) for m, c in zip(spec[::2], spec[1::2]))
+        if not isinstance(product, bases):
             raise NasframeError(
                 f"{KIND_LABEL[reg.kind]} {reg.name!r} of plugin {reg.plugin!r} is broken: its factory returned "
-                f"a {type(product).__name__}, not a {module}.{cls_name}; report it to the plugin's author"
+                f"a {type(product).__name__}, not a {' or '.join(names)}; report it to the plugin's author"
             )
         return product
 

@@ -9,183 +9,23 @@ import attrs
 import torch
 
 from . import confidence, distributed
-from .benchmark import open_benchmark
-from .config import resolved_plugin_settings
-from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
-from .engine import RunContext, check_finite, scheduled_lr
+from .context import RunContext, check_finite, scheduled_lr
+from .data import split_train_val
 from .errors import NasframeError
-from .settings import factory_settings
+from .job import DataJob
 
 log = logging.getLogger("nasframe")
 
 
-class JobBase:
-    """Data, search space and benchmark: what search and training share."""
-
-    kind = "?"
-    quiet_steps = False
-
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
-        cfg, host = ctx.config, ctx.host
-        self.config = cfg
-        self.device = ctx.device
-        self.world = distributed.world_size()
-        self.rank = distributed.rank()
-        # plugins are looked up (and their settings checked) before anything heavy happens
-        cfg.check_plugins(host)
-        self.space = host.create("search_space", cfg.search_space.name, **cfg.search_space.settings)
-        self.source = self._make_dataset()
-        self.splits: Splits = self._load_splits()
-        self.info = self.source.info
-        self.augment = self._augment()
-        self.normalize = Normalizer(self.info, self.device)
-        self.benchmark = self._attach_benchmark()
-
-    def _make_dataset(self):
-        cfg, host = self.config, self.ctx.host
-        reg = host.get("dataset", cfg.dataset.name)
-        settings = dict(cfg.dataset.settings)
-        if cfg.run.data_dir is not None:
-            if "data_dir" not in factory_settings(reg.factory):
-                raise NasframeError(f"dataset {cfg.dataset.name!r} takes no --data-dir")
-            settings["data_dir"] = cfg.run.data_dir
-        if cfg.run.data_dir is not None and not os.path.exists(os.path.expanduser(cfg.run.data_dir)):
-            raise NasframeError(f"--data-dir {cfg.run.data_dir} does not exist; point it at the {cfg.dataset.name} files")
-        return host.create("dataset", cfg.dataset.name, **settings)
-
-    def _load_splits(self) -> Splits:
-        return self.source.load()
-
-    def _augment(self) -> Optional[Augment]:
-        base = getattr(self.source, "augment", Augment())
-        a = self.config.augment
-        merged = Augment(
-            crop_padding=base.crop_padding if a.crop_padding is None else a.crop_padding,
-            flip=base.flip if a.flip is None else a.flip,
-            cutout=base.cutout if a.cutout is None else a.cutout,
-        )
-        if merged == Augment(0, False, 0):
-            return None
-        return merged
-
-    def _attach_benchmark(self):
-        name = getattr(self.space, "benchmark_name", None)
-        if name is None:
-            if self.config.run.benchmark:
-                raise NasframeError(f"search space {self.space.name!r} has no benchmark; drop --benchmark")
-            return None
-        if name not in self.ctx.host.names("benchmark"):
-            return None
-        bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
-        if bench is not None:
-            self.space.attach_benchmark(bench)
-        return bench
-
-    def to_device(self, data: ImageData) -> ImageData:
-        return data.to(self.device)
-
-    def batches(self, data: ImageData, epoch: int, stream: int, augment: Optional[Augment], shuffle=True,
-                drop_last=True) -> EpochBatches:
-        return EpochBatches(
-            data,
-            self.config.run.batch_size * self.world,
-            seed=self.config.run.seed,
-            epoch=epoch,
-            stream=stream,
-            normalize=self.normalize,
-            augment=augment,
-            shuffle=shuffle,
-            drop_last=drop_last,
-        )
-
-    def local_batch(self, batches: EpochBatches, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's share of global batch ``i`` (each rank loads and augments only its share)."""
-        if self.world == 1:
-            return batches.batch(i)
-        return batches.batch(i, part=(self.rank, self.world))
-
-    def benchmark_report(self, genotype) -> Optional[dict]:
-        if self.benchmark is None:
-            return None
-        from .benchmark import TEST_ACCURACY, VALID_ACCURACY
-
-        name = self.dataset_name()
-        dataset = self.space.benchmark_dataset(name)
-        if dataset is None:
-            return None
-        return {
-            "name": self.space.benchmark_name,
-            "dataset": dataset,
-            "test_accuracy": self.space.query(genotype, name, TEST_ACCURACY),
-            "valid_accuracy": self.space.query(genotype, name, VALID_ACCURACY),
-        }
-
-    def dataset_name(self) -> str:
-        return self.info.name
-
-    def evaluate(self, model: torch.nn.Module, data: ImageData) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy (%) of ``model`` on ``data``, in the model's current mode."""
-        batches = self.batches(data, 0, 2, None, shuffle=False, drop_last=False)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        with torch.no_grad():
-            for x, y in batches:
-                logits = model(x)
-                loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").double()
-                correct += (logits.argmax(1) == y).sum()
-        return float(loss_sum) / len(data), 100.0 * float(correct) / len(data)
-
-    def steps_in_epoch(self, epoch: int) -> int:
-        raise NotImplementedError
-
-    # the loop's rounds: epochs here; a black-box job counts rounds of evaluations
-    def planned_rounds(self) -> int:
-        """The number of rounds the progress lines show as "of N"."""
-        return self.config.run.epochs
-
-    def has_next_round(self, epoch: int) -> bool:
-        return epoch < self.config.run.epochs
-
-    def resume_point(self, epoch: int, history: list[dict]) -> str:
-        return f"epoch {epoch} of {self.config.run.epochs}"  # epochs done, counted from 1
-
-    def resolved_config(self) -> dict:
-        cfg = self.config.to_dict()
-        host = self.ctx.host
-        for kind in self.config.plugin_kinds():
-            cfg[kind] = {"name": getattr(self.config, kind).name,
-                         **resolved_plugin_settings(host, kind, getattr(self.config, kind))}
-        if "optimizer" not in self.config.plugin_kinds():
-            cfg.pop("optimizer", None)
-        cfg["augment"] = attrs.asdict(self.augment) if self.augment else {"crop_padding": 0, "flip": False, "cutout": 0}
-        return cfg
-
-
-def make_search_job(ctx: RunContext) -> "JobBase":
-    """The job for ``ctx``'s optimizer: :class:`SearchJob` for one that trains with steps,
-    :class:`~nasframe_core.blackbox_job.BlackBoxJob` for one that does not."""
-    cfg = ctx.config
-    cfg.check_plugins(ctx.host)
-    optimizer = ctx.host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
-    if optimizer.using_step_function:
-        return SearchJob(ctx, optimizer)
-    from .blackbox_job import BlackBoxJob
-
-    return BlackBoxJob(ctx, optimizer)
-
-
-class SearchJob(JobBase):
+class SearchJob(DataJob):
     kind = "search"
 
-    def __init__(self, ctx: RunContext, optimizer=None):
+    def __init__(self, ctx: RunContext, optimizer):
         super().__init__(ctx)
         cfg, host = self.config, ctx.host
         train, val = split_train_val(self.splits.train, cfg.run.train_portion, cfg.run.seed)
         self.train_data, self.val_data = self.to_device(train), self.to_device(val)
         self.test_data = self.to_device(self.splits.test) if (cfg.run.eval_test and self.splits.test is not None) else None
-        if optimizer is None:
-            optimizer = host.create("optimizer", cfg.optimizer.name, **cfg.optimizer.settings)
         optimizer.device = self.device
         self.optimizer = optimizer
         handled = host.hook.nasframe_adapt_search_space(optimizer=optimizer, search_space=self.space, dataset=self.info)

@@ -15,10 +15,10 @@ from torch import nn
 from . import distributed
 from .cells import discrete_cell_factory
 from .config import Config
-from .engine import RunContext, check_finite, scheduled_lr
+from .context import RunContext, check_finite, scheduled_lr
 from .errors import NasframeError
 from .genotype import read_genotype_text
-from .search import JobBase
+from .job import DataJob
 
 log = logging.getLogger("nasframe")
 
@@ -35,7 +35,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary."))
 
 
-class TrainJob(JobBase):
+class TrainJob(DataJob):
     kind = "train"
 
     def __init__(self, ctx: RunContext):
