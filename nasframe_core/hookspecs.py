@@ -22,7 +22,7 @@ Search phases
 Observers
     Called for every plugin that implements them (pluggy calls the most recently registered
     first), with the
-    :class:`~nasframe_core.engine.RunContext` of the run: loggers, plotters, early stopping
+    :class:`~nasframe_core.context.RunContext` of the run: loggers, plotters, early stopping
     (``run.request_stop(reason)``) and progress displays live here. Their return values
     are ignored. What observers may read on ``run``: ``config`` (the resolved
     :class:`~nasframe_core.config.Config`), ``host`` (the :class:`~nasframe_core.plugins.PluginHost`),
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import Config
     from .data import DatasetInfo
-    from .engine import RunContext
+    from .context import RunContext
     from .genotype import Genotype
     from .optimizer import MetaOptimizer
     from .space import SearchSpace
@@ -111,7 +111,7 @@ def nasframe_register_benchmarks(register: Register) -> None:
 def nasframe_process_start(config: "Config") -> "Optional[dict]":
     """Called once per run by the ``nasframe`` command, which owns the process, after the
     configuration is resolved and before the job is built; never when a run is started from
-    Python (``nasframe_core.engine.execute`` without ``owns_process``).
+    Python without ``owns_process``.
 
     The one place where a plugin may change process-wide state (an allocator setting, native
     kernels installed with :func:`nasframe_core.ops.use_native_convolutions`), and only when
