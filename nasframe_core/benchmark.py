@@ -83,6 +83,17 @@ def open_benchmark(host, name: str, path: Optional[str] = None, *, required: boo
         if required:
             raise NasframeError(f"no {name} table given: pass --benchmark PATH" + (f" or set {env}" if env else ""))
         return None
+    # a table is read once per process and file version: the runs of a study share it
+    try:
+        st = os.stat(os.path.expanduser(str(path)))
+        key = (name, os.path.realpath(os.path.expanduser(str(path))), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    cache = host.cache.setdefault("benchmarks", {})
+    if key is not None and key in cache:
+        return cache[key]
     bench = host.check_product(reg, reg.factory(path))
     bench.load()
+    if key is not None:
+        cache[key] = bench
     return bench

@@ -79,10 +79,20 @@ class ProposalJob(Job):
 
     def _make_evaluator(self, seed: int) -> Evaluator:
         cfg = self.config
-        if self.benchmark is not None and self.space.benchmark_dataset(self.dataset_label) is not None:
-            return TableEvaluator(self.space, self.dataset_label, seed)
-        return TrainingEvaluator(self.space, self.dataset_label, seed, cfg, self.ctx.host, self.device,
-                                 self.optimizer.train_epochs)
+        choice = cfg.run.evaluator
+        table = self.benchmark is not None and self.space.benchmark_dataset(self.dataset_label) is not None
+        if choice == "table" and not table:
+            name = getattr(self.space, "benchmark_name", None)
+            raise NasframeError(
+                f"run.evaluator=table, but no {name or 'benchmark'} table is attached to space "
+                f"{self.space.name!r}" + ("; pass --benchmark PATH (or set its environment variable)" if name else
+                                          "; this space has no benchmark, use run.evaluator=training"))
+        if choice == "table" or (choice == "auto" and table):
+            return TableEvaluator(self.space, self.dataset_label, seed, cfg.run.protocol, cfg.run.fidelity)
+        if choice in ("auto", "training"):
+            return TrainingEvaluator(self.space, self.dataset_label, seed, cfg, self.ctx.host, self.device,
+                                     self.optimizer.train_epochs)
+        raise NasframeError(f"unknown run.evaluator {choice!r}; use auto, table or training")
 
     # ------------------------------------------------------------------ journal
     def _journal_path(self) -> Optional[Path]:
@@ -292,12 +302,17 @@ class ProposalJob(Job):
         genotype = self.genotype()
         best = self.incumbent()
         failed = sum(1 for e in self.history if not e.ok)
+        test = best.test_accuracy
+        protocol = getattr(self.evaluator, "protocol_report", None)
         return {
             "genotype": str(genotype),
             "genotype_json": genotype.to_json() if hasattr(genotype, "to_json") else None,
             **opt.result_report(),
-            "test_statistics": best.test_accuracy,
+            "test_statistics": test,
             "benchmark": self.benchmark_report(genotype),
+            "protocol": protocol() if protocol else None,
+            # the cell on every dataset of the table, where the search is the same for all of them
+            "transferred": self._transferred(genotype),
             "optimizer": c.optimizer.name,
             "search_space": c.search_space.name,
             "dataset": self.dataset_label,
@@ -310,11 +325,21 @@ class ProposalJob(Job):
             "spent_seconds": self.charged,
             # when the last evaluation finished (simulated seconds with the simulated executor)
             "search_wall_seconds": max((e.finished for e in self.history), default=0.0),
-            "best_valid_accuracy": best.valid_accuracy,
+            "best_valid_accuracy": best.valid_accuracy if best else None,
             "history": [e.to_json() for e in self.history],
             "seed": c.run.seed,
             "seconds": round(elapsed, 3),
         }
+
+    def _transferred(self, genotype) -> Optional[dict]:
+        transfers = getattr(self.evaluator, "transfers", None)
+        if not (transfers and transfers()):
+            return None
+        from .benchmark import TEST_ACCURACY, VALID_ACCURACY
+
+        return {d: {"test_accuracy": self.space.query(genotype, d, TEST_ACCURACY),
+                    "valid_accuracy": self.space.query(genotype, d, VALID_ACCURACY)}
+                for d in self.space.report_datasets()}
 
     def summary_lines(self, result: dict) -> list[str]:
         lines = [f"found architecture: {result['genotype']}"]

@@ -115,6 +115,25 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("sweep", help="run a study: a grid of runs (methods x seeds x datasets x settings)",
+                       description="Run every point of a study file, each an ordinary run directory.")
+    p.add_argument("study", nargs="?", metavar="STUDY", help="study file (YAML or TOML; see the docs)")
+    p.add_argument("--out", help="new study directory (default: studies/<name>-<time>)")
+    p.add_argument("--resume", metavar="DIR", help="continue a study: skip finished points, resume interrupted ones")
+    p.add_argument("--executor", choices=("serial", "ray"),
+                   help="where points that train run: here one at a time (default) or on Ray; table-scored "
+                        "points always run here")
+    p.add_argument("--workers", type=int, help="points at once on Ray (default 1)")
+    p.add_argument("--address", help="Ray cluster address (default: a local one, or $RAY_ADDRESS)")
+
+    p = sub.add_parser("aggregate", help="mean ± std of a study's runs, beside the published results")
+    p.add_argument("study_dir", metavar="DIR")
+    p.add_argument("--by", help="keys to group by (default optimizer,dataset)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help='{"rows": [...]}')
+    g.add_argument("--csv", action="store_true")
+    g.add_argument("--markdown", action="store_true", help="a Markdown table (the default)")
+
     p = sub.add_parser("plot", help="draw alpha evolution and the final cells of a run as PNGs")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="directory for the PNGs (default: RUN_DIR/plots)")
@@ -315,6 +334,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .report import cmd_plot
 
             return cmd_plot(host, args)
+        if args.command == "sweep":
+            from .study import cmd_sweep
+
+            return cmd_sweep(host, args)
+        if args.command == "aggregate":
+            from .aggregate import cmd_aggregate
+
+            return cmd_aggregate(host, args)
         parser.error(f"unknown command {args.command!r}")
     except NasframeError as exc:
         print(f"nasframe: error: {exc}", file=sys.stderr)

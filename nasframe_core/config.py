@@ -56,6 +56,13 @@ class RunSettings:
     workers: int = 1
     #: the Ray cluster to use (default: a local one, or $RAY_ADDRESS)
     address: Optional[str] = None
+    #: what scores a black-box search's proposals: auto (the table when one is attached, else brief
+    #: training), table (refused without a table), training, or an evaluator a plugin registers
+    evaluator: str = "auto"
+    #: a table-scored black-box search's protocol (the space's ``search_protocols``; default: its first)
+    protocol: Optional[str] = None
+    #: epochs of training a table score stands for (default: the protocol's)
+    fidelity: Optional[int] = None
 
 
 @attrs.define

@@ -63,6 +63,8 @@ class RunContext:
         self.stop_reason: Optional[str] = None
         #: what besides the seed decides a run's last digits (torch, threads, plugins' entries)
         self.runtime: dict = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+        #: whether the run fsyncs what it writes, and prints its outcome on stdout
+        self.durable, self.summary = True, True
 
     @property
     def optimizer(self):

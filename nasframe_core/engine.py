@@ -86,11 +86,15 @@ def execute(
     resume: Optional[Path] = None,
     quiet: bool = False,
     owns_process: bool = False,
+    summary: bool = True,
+    durable: bool = True,
 ) -> dict:
     """Run ``config`` (a search, or training when ``config.command == 'train'``); return result.json.
 
     ``owns_process``: the caller owns the process (the ``nasframe`` command), so plugins may set
-    process-wide state for the run (:func:`~nasframe_core.hookspecs.nasframe_process_start`)."""
+    process-wide state for the run (:func:`~nasframe_core.hookspecs.nasframe_process_start`).
+    ``summary``: print the outcome's lines on stdout (they always go to log.txt). ``durable``:
+    fsync every file the run writes (a study's runs skip it: a machine failure costs a rerun)."""
     device = resolve_device(config.run.device)
     runtime: dict = {}
     if owns_process:
@@ -98,13 +102,13 @@ def execute(
             runtime.update(entries or {})
     owns_group = distributed.init_from_env(device)
     try:
-        return _execute_in_group(config, host, device, out, resume, quiet, runtime)
+        return _execute_in_group(config, host, device, out, resume, quiet, runtime, summary, durable)
     finally:
         if owns_group:
             distributed.shutdown()
 
 
-def _execute_in_group(config, host, device, out, resume, quiet, runtime) -> dict:
+def _execute_in_group(config, host, device, out, resume, quiet, runtime, summary=True, durable=True) -> dict:
     main = distributed.is_main()
     checkpoint = None
     run_dir: Optional[RunDir] = None
@@ -135,7 +139,10 @@ def _execute_in_group(config, host, device, out, resume, quiet, runtime) -> dict
         run_dir = None
     distributed.share_run_dir(run_dir.path if run_dir is not None else None)
 
+    if run_dir is not None:
+        run_dir.durable = durable
     ctx.run_dir = run_dir
+    ctx.durable, ctx.summary = durable, summary
     logger = logging.getLogger("nasframe")
     propagate = logger.propagate
     logger.propagate = False  # the run's handlers print; the caller's own logging stays as it was
@@ -228,6 +235,7 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
                     "config": ctx.config.to_dict(),
                 },
                 run_dir.file(CHECKPOINT),
+                fsync=ctx.durable,
             )
             run_dir.append_metrics(metrics)
         log.info("%s", job.epoch_line(metrics, epochs))
@@ -247,5 +255,6 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
         summary = logging.getLogger("nasframe.summary")
         for line in job.summary_lines(result):
             summary.info("%s", line)
-            print(line, flush=True)
+            if ctx.summary:
+                print(line, flush=True)
     return result

@@ -172,18 +172,45 @@ class Evaluator(abc.ABC):
 
 
 class TableEvaluator(Evaluator):
-    """Scores from the space's benchmark table (see :meth:`SearchSpace.simulate_train_eval`)."""
+    """Scores from the space's benchmark table (see :meth:`SearchSpace.simulate_train_eval`)
+    under one of the space's search protocols: the search scores on
+    ``space.search_dataset(dataset, protocol)`` after ``fidelity`` epochs; the reported test
+    accuracy is ``dataset``'s (the requested one)."""
 
     kind = "table"
-    round_size = 10
+    #: look-ups take microseconds: a checkpointed round every 100 (the journal has every one)
+    round_size = 100
+
+    def __init__(self, space: "SearchSpace", dataset: str, seed: int, protocol: Optional[str] = None,
+                 fidelity: Optional[int] = None):
+        super().__init__(space, dataset, seed)
+        self.protocol = space.search_protocol(protocol)
+        self.search_on = space.search_dataset(dataset, self.protocol)
+        self.fidelity = fidelity if fidelity is not None else space.default_fidelity(self.protocol)
+        if self.fidelity is not None and space.fidelities() and self.fidelity not in space.fidelities():
+            raise NasframeError(f"run.fidelity={self.fidelity}: the {space.benchmark_name} table has results after "
+                                f"{', '.join(map(str, space.fidelities()))} epochs")
 
     def score(self, genotype: "Genotype", index: int) -> Score:
-        valid, seconds = self.space.simulate_train_eval(genotype, self.dataset, self.generator(index))
+        valid, seconds = self.space.simulate_train_eval(genotype, self.search_on, self.generator(index), self.fidelity)
         return Score(float(valid), float(seconds), self.space.test_statistics(genotype, self.dataset))
+
+    def protocol_report(self) -> dict:
+        """What result.json records of the protocol."""
+        return {"name": self.protocol, "description": self.space.search_protocols[self.protocol],
+                "searched_on": self.search_on, "fidelity_epochs": self.fidelity, "reported_on": self.dataset}
+
+    def transfers(self) -> bool:
+        """Whether the search is the same whatever dataset it reports on (it scores on one
+        dataset for all), so its cell can be reported on every dataset of the table."""
+        return all(self.space.search_dataset(d, self.protocol) == self.search_on
+                   for d in self.space.report_datasets())
 
     def describe(self) -> str:
         bench = self.space.benchmark
-        return f"table {self.space.benchmark_name} ({getattr(bench, 'path', '?')})"
+        after = f" after {self.fidelity} epochs" if self.fidelity else ""
+        return (f"table {self.space.benchmark_name} ({getattr(bench, 'path', '?')}), protocol {self.protocol}: "
+                f"searched on {self.search_on}{after}, reported on {self.dataset}")
 
 
 class TrainingEvaluator(Evaluator):

@@ -106,6 +106,18 @@ def nasframe_register_benchmarks(register: Register) -> None:
     """
 
 
+@hookspec
+def nasframe_published_results() -> "list[dict]":
+    """Published results that ``nasframe aggregate`` shows beside a study's rows.
+
+    Called when a study is aggregated; every plugin's lists are joined. Each row is a mapping
+    with ``optimizer``, ``search_space`` and ``dataset`` (registered names), ``mean`` and ``std``
+    (test accuracy, %; ``std`` may be ``None``), ``source`` (paper, table, and where it was read),
+    and optionally ``protocol`` (the black-box search protocol it was measured under, as
+    ``result.json``'s ``protocol.name``; ``None``: any) and ``runs`` (how many runs it averages).
+    """
+
+
 # ------------------------------------------------------------------------------ process
 @hookspec
 def nasframe_process_start(config: "Config") -> "Optional[dict]":

@@ -102,6 +102,8 @@ class PluginHost:
     def __init__(self, warn: Optional[Callable[[str], None]] = None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        #: what runs made with this host share (read-only benchmark tables, by file and version)
+        self.cache: dict = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
         #: plugins loaded with a part ignored (a hook that matches no specification)

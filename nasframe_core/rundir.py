@@ -55,6 +55,8 @@ def resume_flag(path) -> str:
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
+        #: fsync every write (off for the runs of a study, where a machine failure costs a rerun)
+        self.durable = True
 
     @staticmethod
     def check_new(path: Path) -> None:
@@ -99,20 +101,21 @@ class RunDir:
         return self.path / name
 
     def write_config(self, text: str) -> None:
-        write_text_atomic(self.file(CONFIG), text)
+        write_text_atomic(self.file(CONFIG), text, self.durable)
 
     def append_metrics(self, record: dict) -> None:
         with open(self.file(METRICS), "a") as f:
             f.write(json.dumps(json_safe(record)) + "\n")
             f.flush()
-            os.fsync(f.fileno())
+            if self.durable:
+                os.fsync(f.fileno())
 
     def rewrite_metrics(self, records: Iterable[dict]) -> None:
         text = "".join(json.dumps(json_safe(r)) + "\n" for r in records)
-        write_text_atomic(self.file(METRICS), text)
+        write_text_atomic(self.file(METRICS), text, self.durable)
 
     def write_result(self, result: dict) -> None:
-        write_text_atomic(self.file(RESULT), json.dumps(json_safe(result), indent=2) + "\n")
+        write_text_atomic(self.file(RESULT), json.dumps(json_safe(result), indent=2) + "\n", self.durable)
 
     def read_metrics(self) -> list[dict]:
         path = self.file(METRICS)

@@ -243,14 +243,50 @@ class SearchSpace(abc.ABC):
             raise NasframeError(f"genotype {genotype} of space {self.name!r} has no neighbour (one choosable op per edge)")
         return options[int(rng.integers(len(options)))]
 
+    #: black-box search protocols of the space's benchmark, name -> one line; the first is the
+    #: default. The base offers one: each dataset searched on its own results.
+    search_protocols: ClassVar[Mapping[str, str]] = {
+        "per-dataset": "searched on the requested dataset's own validation accuracy and training time"}
+
+    def search_protocol(self, protocol: Optional[str]) -> str:
+        """The name of ``protocol`` (``None``: the default), checked."""
+        names = list(self.search_protocols)
+        if protocol is None:
+            return names[0]
+        if protocol not in self.search_protocols:
+            raise NasframeError(f"space {self.name!r} has no search protocol {protocol!r}; it has {', '.join(names)}")
+        return protocol
+
+    def search_dataset(self, dataset: str, protocol: str) -> str:
+        """The dataset whose results a black-box search for ``dataset`` scores on, under
+        ``protocol``. Default: ``dataset`` itself."""
+        return dataset
+
+    def report_datasets(self) -> tuple[str, ...]:
+        """The datasets the benchmark reports results on (for a cell found under a protocol that
+        transfers, every one of them is recorded). Default: none known."""
+        return ()
+
+    def default_fidelity(self, protocol: str) -> Optional[int]:
+        """The training epochs a table's search score stands for under ``protocol`` (``None``:
+        the table's only one)."""
+        return None
+
+    def fidelities(self) -> tuple[int, ...]:
+        """The training epochs the attached table has results for (empty: one, unnamed)."""
+        return ()
+
     def simulate_train_eval(self, genotype: "Genotype", dataset: Optional[str],
-                            rng: "np.random.Generator") -> tuple[float, float]:
+                            rng: "np.random.Generator", fidelity: Optional[int] = None) -> tuple[float, float]:
         """Score ``genotype`` from the attached benchmark as a black-box search sees it:
-        ``(validation accuracy, seconds charged)``. Default: the table's validation accuracy
-        and training time (0 when the table has none). Spaces whose table holds per-seed
-        results draw one seed from ``rng`` (NB201 does)."""
+        ``(validation accuracy, seconds charged)`` after ``fidelity`` epochs of training (``None``:
+        the table's default). Default: the table's validation accuracy and training time (0 when
+        the table has none). Spaces whose table holds per-seed results draw one seed from
+        ``rng`` (NB201 does)."""
         from .benchmark import TRAIN_TIME_S, VALID_ACCURACY
 
+        if fidelity is not None and fidelity not in self.fidelities():
+            raise NasframeError(f"the {self.benchmark_name} table has no results after {fidelity} epochs")
         valid = self.query(genotype, dataset, VALID_ACCURACY)
         if valid is None:
             raise NasframeError(

@@ -92,6 +92,7 @@ class NB201Arrays:
             self.test = {d: np.array([float(r[col[t]]) for r in rows]) for d, (_, t) in _COLUMNS_200.items()}
             op_index = {op: i for i, op in enumerate(OPS)}
             # the op indices of every row (rows x edges, NB201 edge order), for vectorised search
+            self.arch = [r[col["arch_str"]] for r in rows]
             self.ops = np.array([[op_index[item.partition("~")[0]] for item in r[col["arch_str"]].replace("+", "").split("|")
                                   if item] for r in rows], dtype=np.int64)
         except (ValueError, IndexError, KeyError) as exc:
@@ -117,7 +118,9 @@ class NB201Arrays:
 
 
 class NB201Proxy12:
-    """The 12-epoch validation accuracies (``nb201_12ep_minibench.csv``) by benchmark row."""
+    """The 12-epoch validation accuracies (``nb201_12ep_minibench.csv``) by benchmark row
+    (rows in the file's order; :meth:`simulate` maps the 200-epoch table's rows to them by
+    architecture string)."""
 
     def __init__(self, path: Union[str, os.PathLike]):
         self.path = Path(path)
@@ -128,9 +131,51 @@ class NB201Proxy12:
             raise NasframeError(f"{self.path} lacks the column(s) {', '.join(sorted(missing))} of nb201_12ep_minibench.csv")
         try:
             self.valid = {d: np.array([float(r[col[c]]) for r in rows]) for d, c in _COLUMNS_12.items()}
+            self.arch = [r[col["arch_str"]] for r in rows] if "arch_str" in col else None
         except (ValueError, IndexError) as exc:
             raise NasframeError(f"{self.path} has a malformed row ({exc}); the file is truncated or corrupt") from None
         self.n = len(rows)
+        self._rows: Optional[np.ndarray] = None
+
+    def rows_of(self, arrays: "NB201Arrays") -> np.ndarray:
+        """For each row of the 200-epoch ``arrays``, this file's row of the same architecture."""
+        if self._rows is None:
+            if self.arch is None:
+                if self.n != arrays.n:
+                    raise NasframeError(f"{self.path} has {self.n} rows and no arch_str column; it cannot be "
+                                        f"matched to the {arrays.n} rows of {arrays.path}")
+                self._rows = np.arange(self.n)
+            else:
+                where = {a: i for i, a in enumerate(self.arch)}
+                missing = [a for a in arrays.arch if a not in where]
+                if missing:
+                    raise NasframeError(f"{self.path} lacks {len(missing)} architecture(s) of {arrays.path}, "
+                                        f"e.g. {missing[0]}")
+                self._rows = np.array([where[a] for a in arrays.arch])
+        return self._rows
+
+    def simulate(self, arrays: "NB201Arrays", row: int, dataset: str) -> tuple[float, float]:
+        """(validation accuracy, seconds) of one simulated 12-epoch training of ``row`` of the
+        200-epoch table: the seed-averaged 12-epoch accuracy, the 200-epoch time x 12/200."""
+        seconds = float(arrays.train_time[row]) * TIME_SCALE[dataset] * 12.0 / 200.0
+        return float(self.valid[dataset][self.rows_of(arrays)[row]]), seconds
+
+
+ENV_PROXY12 = "NASFRAME_NB201_12EP"
+PROXY12_NAME = "nb201_12ep_minibench.csv"
+
+
+@functools.lru_cache(maxsize=4)
+def proxy12_for(table_path: str) -> NB201Proxy12:
+    """The 12-epoch table for the 200-epoch table at ``table_path``: ``$NASFRAME_NB201_12EP``,
+    else ``nb201_12ep_minibench.csv`` beside it."""
+    env = os.environ.get(ENV_PROXY12)
+    path = Path(env) if env else Path(table_path).with_name(PROXY12_NAME)
+    if not path.exists():
+        where = f"{ENV_PROXY12}={env}" if env else f"{path} (beside the 200-epoch table)"
+        raise NasframeError(f"a 12-epoch NAS-Bench-201 search needs the 12-epoch table, not found at {where}; set "
+                            f"{ENV_PROXY12} to its path or search on 200 epochs (--set run.fidelity=200)")
+    return NB201Proxy12(path)
 
 
 @functools.lru_cache(maxsize=4)
