@@ -160,10 +160,13 @@ def plot_cells(space, genotype, out: Path) -> list[Path]:
 
 
 def incumbent_trace(evaluated: list[dict]) -> list[dict]:
-    """The incumbent after every evaluation of a black-box search: the best validation
-    accuracy so far (the earliest on ties) with its test accuracy and the budget spent."""
+    """The incumbent after every successful evaluation of a black-box search: the best
+    validation accuracy so far (the earliest on ties) with its test accuracy and the budget
+    spent (failed evaluations, which score nothing, are left out)."""
     trace, best = [], None
     for e in evaluated:
+        if e.get("status", "ok") != "ok" or e.get("valid_accuracy") is None:
+            continue
         if best is None or e["valid_accuracy"] > best["valid_accuracy"]:
             best = e
         trace.append({"evaluation": e["evaluation"], "spent_seconds": e["spent_seconds"],
@@ -175,7 +178,8 @@ def plot_incumbent(metrics: list[dict], out: Path, title: str = "") -> list[Path
     """For a black-box search: the incumbent's validation accuracy (searched on) and its
     benchmark test accuracy over the budget (charged seconds, or evaluations when no time
     is charged). Rounds without ``evaluated`` entries (one-shot runs) draw nothing."""
-    evaluated = [e for m in metrics for e in m.get("evaluated", ())]
+    evaluated = [e for m in metrics for e in m.get("evaluated", ())
+                 if e.get("status", "ok") == "ok" and e.get("valid_accuracy") is not None]
     if not evaluated:
         return []
     trace = incumbent_trace(evaluated)

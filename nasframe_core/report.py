@@ -114,18 +114,32 @@ def _space_of(host, cfg: dict):
     return host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
 
 
-def cmd_plot(host, args) -> int:
-    run = _open(args.run_dir)
-    metrics = run.read_metrics()
-    if not metrics:
-        raise NasframeError(f"{run.path} has no epochs in metrics.jsonl yet; nothing to plot")
-    out = Path(args.out).expanduser() if args.out else run.path / "plots"
+def _plot_dir(out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NasframeError(f"cannot create {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise NasframeError(f"cannot write to {out}: permission denied; pass a writable --out DIR")
+    return out
+
+
+def cmd_plot(host, args) -> int:
+    from .study import STUDY_FILE
+
+    if (Path(args.run_dir).expanduser() / STUDY_FILE).is_file():  # a study: curves per dataset, the table
+        from .study_plot import plot_study
+
+        study_dir = Path(args.run_dir).expanduser()
+        out = _plot_dir(Path(args.out).expanduser() if args.out else study_dir / "plots")
+        for path in plot_study(host, study_dir, out):
+            print(path)
+        return 0
+    run = _open(args.run_dir)
+    metrics = run.read_metrics()
+    if not metrics:
+        raise NasframeError(f"{run.path} has no epochs in metrics.jsonl yet; nothing to plot")
+    out = _plot_dir(Path(args.out).expanduser() if args.out else run.path / "plots")
     from .config import load_config_file
     from .plotting import plot_alphas, plot_cells, plot_incumbent
 
