@@ -12,7 +12,13 @@ def nasframe_register_optimizers(register):
     register("re", RegularizedEvolution,
              description="regularized evolution (Real et al. 2019): tournament, one-op mutation, the oldest dies")
     register("ls", LocalSearch, description="local search (White et al. 2021): move to the best one-op neighbour")
+    from .multifidelity import ASHA, Hyperband, SuccessiveHalving
     from .reinforce import Reinforce
+
+    register("sh", SuccessiveHalving,
+             description="successive halving over the evaluator's fidelity (table epochs or training epochs)")
+    register("hyperband", Hyperband, description="Hyperband (Li et al. 2018): successive-halving brackets in turn")
+    register("asha", ASHA, description="ASHA (Li et al. 2020): asynchronous successive halving, a promotion per free worker")
 
     register("reinforce", Reinforce,
              description="REINFORCE as NAS-Bench-201 ran it: a policy over each edge's op, EMA reward baseline")

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .errors import NasframeError
-from .evaluation import Budget, Evaluation
+from .evaluation import Budget, Evaluation, Proposal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .genotype import Genotype
 
-__all__ = ["BlackBoxOptimizer", "Budget", "Evaluation"]
+__all__ = ["BlackBoxOptimizer", "Budget", "Evaluation", "Proposal"]
 
 
 class BlackBoxOptimizer(abc.ABC):
@@ -62,6 +62,10 @@ class BlackBoxOptimizer(abc.ABC):
         self.rng = np.random.default_rng(0)
         #: proposals made so far (``ask`` calls)
         self.asked = 0
+        #: set by the driver before :meth:`start`: the fidelities (training epochs) the evaluator
+        #: scores at (empty: any whole number) and the one a plain genotype is scored at
+        self.fidelities: tuple[int, ...] = ()
+        self.default_fidelity: Optional[int] = None
 
     # ------------------------------------------------------------- the driver's calls
     def adapt_search_space(self, search_space, dataset, scope=None, **kwargs) -> None:
@@ -82,7 +86,9 @@ class BlackBoxOptimizer(abc.ABC):
 
     @abc.abstractmethod
     def ask(self) -> "Optional[Genotype]":
-        """The next genotype to evaluate (``self.asked`` proposals were made before it), or
+        """The next genotype to evaluate (``self.asked`` proposals were made before it), a
+        :class:`~nasframe_core.evaluation.Proposal` (a genotype and the fidelity to score it at:
+        multi-fidelity methods), or
         ``None`` when the strategy must wait for an outstanding result first (the driver then
         waits for one and asks again; a ``None`` must leave the optimizer as it was)."""
 

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from .context import RunContext
 from .data import _mix
 from .errors import NasframeError
-from .evaluation import FAILED, OK, Budget, Evaluation, Evaluator, TableEvaluator, TrainingEvaluator
+from .evaluation import FAILED, OK, Budget, Evaluation, Evaluator, TableEvaluator, TrainingEvaluator, as_proposal
 from .executors import Executor, make_executor
 from .job import Job
 
@@ -68,6 +68,9 @@ class ProposalJob(Job):
         self.evaluator: Evaluator = self._make_evaluator(_mix(cfg.run.seed, 0, 37))
         self.executor: Executor = make_executor(cfg.run.executor, self.evaluator, cfg.run.workers,
                                                 optimizer.max_attempts, cfg.run.address)
+        # what a multi-fidelity optimizer may ask for (empty: any number of epochs) and the default
+        optimizer.fidelities = self.evaluator.fidelities()
+        optimizer.default_fidelity = self.evaluator.default_fidelity()
         optimizer.start(_mix(cfg.run.seed, 0, 31))
         self.history: list[Evaluation] = []  # finished evaluations, in the order they were told
         self.charged = 0.0
@@ -130,10 +133,11 @@ class ProposalJob(Job):
                 if genotype is None:  # cannot happen where the journal was written by this optimizer
                     raise NasframeError(f"{path} does not match the optimizer: it proposes nothing at proposal "
                                         f"{event['ask']}; the optimizer's code or settings changed since the run started")
-                if str(genotype) != event["genotype"]:
+                p = as_proposal(genotype)
+                if str(p.genotype) != event["genotype"] or p.fidelity != event.get("fidelity"):
                     raise NasframeError(
                         f"{path} does not match the optimizer: proposal {event['ask']} was {event['genotype']}, "
-                        f"now {genotype}; the optimizer's code or settings changed since the run started")
+                        f"now {p.genotype}; the optimizer's code or settings changed since the run started")
                 asked[int(event["ask"])] = (genotype, (event.get("worker", 0), event.get("started", 0.0)))
             else:
                 e = Evaluation.from_json(event["tell"], self.space)
@@ -198,7 +202,9 @@ class ProposalJob(Job):
             worker, started = self.executor.submit(index, genotype)
             # written after the submit, which may have run the evaluation already (serial): a
             # proposal's line always comes before its result's
-            self._write({"ask": index, "genotype": str(genotype), "worker": worker, "started": started})
+            p = as_proposal(genotype)
+            self._write({"ask": index, "genotype": str(p.genotype), "fidelity": p.fidelity, "worker": worker,
+                         "started": started})
 
     def _count(self, e: Evaluation) -> None:
         """Charge ``e`` and tell the optimizer (also when replaying the journal)."""
@@ -212,13 +218,14 @@ class ProposalJob(Job):
     def _finish(self, done) -> Optional[Evaluation]:
         """The evaluation of a finished task, counted; None when the budget ends the search there."""
         self.in_flight.pop(done.index, None)
-        s = done.score
+        s, p = done.score, as_proposal(done.genotype)
+        fidelity = p.fidelity if p.fidelity is not None else self.evaluator.default_fidelity()
         if s is None:
-            e = Evaluation(done.genotype, None, 0.0, None, FAILED, done.error, done.worker, done.started,
-                           done.finished, done.attempts, done.index)
+            e = Evaluation(p.genotype, None, 0.0, None, FAILED, done.error, done.worker, done.started,
+                           done.finished, done.attempts, done.index, fidelity)
         else:
-            e = Evaluation(done.genotype, s.valid_accuracy, s.cost, s.test_accuracy, OK, None, done.worker,
-                           done.started, done.finished, done.attempts, done.index)
+            e = Evaluation(p.genotype, s.valid_accuracy, s.cost, s.test_accuracy, OK, None, done.worker,
+                           done.started, done.finished, done.attempts, done.index, fidelity)
             if not self.budget.admits(self.charged, e.cost):
                 # NB201's rule: the evaluation that would overrun the seconds ends the search, uncounted
                 self.ended = True
@@ -273,8 +280,11 @@ class ProposalJob(Job):
         return metrics
 
     def incumbent(self) -> Optional[Evaluation]:
-        """The successful evaluation with the best validation accuracy (the earliest told on ties)."""
-        return self.optimizer.best(self.history)
+        """The successful evaluation with the best validation accuracy (the earliest told on ties)
+        among those at the highest fidelity evaluated (scores after fewer epochs are not comparable)."""
+        done = [e for e in self.history if e.ok]
+        top = max((e.fidelity for e in done if e.fidelity is not None), default=None)
+        return self.optimizer.best([e for e in done if e.fidelity == top] if top is not None else done)
 
     def genotype(self):
         best = self.incumbent()

@@ -61,6 +61,8 @@ class Evaluation:
     attempts: int = 1
     #: the evaluation's place in the order of proposals (0-based)
     index: int = 0
+    #: the training epochs it stands for (``None``: the evaluator's only kind)
+    fidelity: Optional[int] = None
 
     @property
     def ok(self) -> bool:
@@ -70,14 +72,28 @@ class Evaluation:
         return {"genotype": str(self.genotype), "valid_accuracy": self.valid_accuracy, "cost": self.cost,
                 "test_accuracy": self.test_accuracy, "worker": self.worker, "started": self.started,
                 "finished": self.finished, "status": self.status, "attempts": self.attempts,
-                "error": self.error, "index": self.index}
+                "error": self.error, "index": self.index, "fidelity": self.fidelity}
 
     @classmethod
     def from_json(cls, data: dict, space: "SearchSpace") -> "Evaluation":
         return cls(space.parse_genotype(data["genotype"]), data["valid_accuracy"], float(data["cost"]),
                    data.get("test_accuracy"), data.get("status", OK), data.get("error"), int(data.get("worker", 0)),
                    float(data.get("started", 0.0)), float(data.get("finished", 0.0)), int(data.get("attempts", 1)),
-                   int(data.get("index", 0)))
+                   int(data.get("index", 0)), data.get("fidelity"))
+
+
+@attrs.frozen
+class Proposal:
+    """A genotype to evaluate after ``fidelity`` epochs of training (``None``: the evaluator's
+    default). A black-box optimizer's ``ask`` returns a genotype, or a proposal for multi-fidelity
+    methods."""
+
+    genotype: "Genotype"
+    fidelity: Optional[int] = None
+
+
+def as_proposal(value) -> Proposal:
+    return value if isinstance(value, Proposal) else Proposal(value)
 
 
 @attrs.frozen
@@ -136,8 +152,8 @@ class Budget:
 class Evaluator(abc.ABC):
     """Scores genotypes for a black-box search.
 
-    ``score(genotype, index)`` must depend only on the genotype, the evaluator's seed and the
-    evaluation's ``index``: draw random numbers from :meth:`generator` (index), never from a
+    ``score(genotype, index, fidelity)`` must depend only on the genotype, the fidelity (training
+    epochs; ``None``: the evaluator's default), the evaluator's seed and the evaluation's ``index``: draw random numbers from :meth:`generator` (index), never from a
     generator shared across evaluations, so that evaluations may run in any order, on any
     worker, and a resumed search scores exactly as an uninterrupted one. Raise
     :class:`~nasframe_core.errors.NasframeError` (or any exception) for a genotype that
@@ -160,8 +176,16 @@ class Evaluator(abc.ABC):
         return np.random.default_rng(_mix(self.seed, index, 37))
 
     @abc.abstractmethod
-    def score(self, genotype: "Genotype", index: int) -> Score:
-        """Score ``genotype`` (evaluation number ``index``)."""
+    def score(self, genotype: "Genotype", index: int, fidelity: Optional[int] = None) -> Score:
+        """Score ``genotype`` (evaluation number ``index``) after ``fidelity`` epochs of training."""
+
+    def fidelities(self) -> tuple[int, ...]:
+        """The fidelities (training epochs) the evaluator can score at; empty: any whole number."""
+        return ()
+
+    def default_fidelity(self) -> Optional[int]:
+        """The fidelity of an evaluation that names none."""
+        return None
 
     def describe(self) -> str:
         return self.kind
@@ -191,9 +215,16 @@ class TableEvaluator(Evaluator):
             raise NasframeError(f"run.fidelity={self.fidelity}: the {space.benchmark_name} table has results after "
                                 f"{', '.join(map(str, space.fidelities()))} epochs")
 
-    def score(self, genotype: "Genotype", index: int) -> Score:
-        valid, seconds = self.space.simulate_train_eval(genotype, self.search_on, self.generator(index), self.fidelity)
+    def score(self, genotype: "Genotype", index: int, fidelity: Optional[int] = None) -> Score:
+        fidelity = self.fidelity if fidelity is None else fidelity
+        valid, seconds = self.space.simulate_train_eval(genotype, self.search_on, self.generator(index), fidelity)
         return Score(float(valid), float(seconds), self.space.test_statistics(genotype, self.dataset))
+
+    def fidelities(self) -> tuple[int, ...]:
+        return tuple(self.space.fidelities())
+
+    def default_fidelity(self) -> Optional[int]:
+        return self.fidelity
 
     def protocol_report(self) -> dict:
         """What result.json records of the protocol."""
@@ -254,19 +285,25 @@ class TrainingEvaluator(Evaluator):
             self._splits = (source, Splits(train=train, test=val))
         return self._splits
 
-    def score(self, genotype: "Genotype", index: int) -> Score:
+    def default_fidelity(self) -> Optional[int]:
+        return self.epochs
+
+    def score(self, genotype: "Genotype", index: int, fidelity: Optional[int] = None) -> Score:
         from .context import RunContext, seed_everything
 
+        epochs = self.epochs if fidelity is None else int(fidelity)
+        if epochs < 1:
+            raise NasframeError(f"a training evaluation needs at least 1 epoch, got {epochs}")
         source, splits = self._proxy_splits()
         cfg = copy.deepcopy(self.config)
         cfg.command, cfg.genotype = "train", str(genotype)
-        cfg.run.epochs = self.epochs
+        cfg.run.epochs = epochs
         sub = RunContext(cfg, self._host(), None, self.device)
         seed_everything(_mix(cfg.run.seed, index, 4242) % 2**62)
         t0 = time.perf_counter()
         job = _proxy_train_job(sub, source, splits)
         metrics: dict = {}
-        for epoch in range(self.epochs):
+        for epoch in range(epochs):
             metrics = job.run_epoch(epoch, _NoProgress())
         seconds = time.perf_counter() - t0
         return Score(float(metrics["test_acc"]), seconds, self.space.test_statistics(genotype, self.dataset))
@@ -313,12 +350,13 @@ def _proxy_train_job(ctx, source, splits):
     return ProxyTrainJob(ctx, source, splits)
 
 
-def run_evaluation(evaluator: Evaluator, genotype: "Genotype", index: int) -> tuple[Optional[Score], Optional[str]]:
-    """``evaluator.score(genotype, index)``, or ``(None, reason)`` with a one-line reason when it
-    raises (a network that cannot be built, out of memory, a diverging loss): a failed evaluation
-    never ends the search."""
+def run_evaluation(evaluator: Evaluator, proposal, index: int) -> tuple[Optional[Score], Optional[str]]:
+    """``evaluator.score(...)`` of a proposal (a genotype, or a :class:`Proposal` with its
+    fidelity), or ``(None, reason)`` with a one-line reason when it raises (a network that cannot
+    be built, out of memory, a diverging loss): a failed evaluation never ends the search."""
+    p = as_proposal(proposal)
     try:
-        return evaluator.score(genotype, index), None
+        return evaluator.score(p.genotype, index, p.fidelity), None
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure of one evaluation is recorded, not raised

@@ -42,6 +42,7 @@ class Done:
     """One finished (or given up) evaluation as an executor reports it."""
 
     index: int
+    #: what was submitted: a genotype, or a :class:`~nasframe_core.evaluation.Proposal`
     genotype: Any
     score: Optional[Score]
     error: Optional[str]
