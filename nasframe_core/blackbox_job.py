@@ -139,7 +139,7 @@ class ProposalJob(Job):
                         f"{path} does not match the optimizer: proposal {event['ask']} was {event['genotype']}, "
                         f"now {p.genotype}; the optimizer's code or settings changed since the run started")
                 asked[int(event["ask"])] = (genotype, (event.get("worker", 0), event.get("started", 0.0)))
-            else:
+            elif "tell" in event:
                 e = Evaluation.from_json(event["tell"], self.space)
                 asked.pop(e.index, None)
                 self._count(e)

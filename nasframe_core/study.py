@@ -238,9 +238,17 @@ def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", 
         config_file.write_text(dump_config(study.fixed))
     # every point checked before any starts: a typo fails at once, in one line
     configs = {}
+    built: set = set()
     for name, values in study.points:
         try:
-            configs[name] = point_config(host, config_file, values)
+            cfg = configs[name] = point_config(host, config_file, values)
+            # the plugins' own checks of their settings (constructors build nothing heavy)
+            for kind in ("optimizer", "search_space", "dataset"):
+                choice = getattr(cfg, kind)
+                key = (kind, choice.name, json.dumps(choice.settings, sort_keys=True, default=str))
+                if key not in built:
+                    host.create(kind, choice.name, **choice.settings)
+                    built.add(key)
         except NasframeError as exc:
             raise NasframeError(f"study point {name}: {exc}") from None
     scored = {n: _table_scored(host, c) for n, c in configs.items()}

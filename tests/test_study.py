@@ -1,0 +1,186 @@
+"""Studies: nasframe sweep (grids, bad study files, resume, failed points), nasframe aggregate
+(keys, mean ± std, published rows), NB201's Table 5 protocol, and the study plots."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from nasframe_core.cli import main
+from nasframe_core.study import Study, parse_seeds
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+TABLE_STUDY = """
+name: small
+grid:
+  optimizer: [re, rs]
+  seed: 0-3
+search_space: {name: nasbench201}
+dataset: {name: cifar10}
+optimizer: {time_budget: 6000}
+run: {protocol: nb201, evaluator: table, benchmark: %s}
+"""
+
+
+def _sweep(tmp_path, nb201_csv, capsys, name="study", text=TABLE_STUDY):
+    study = _write(tmp_path / f"{name}.yaml", text % nb201_csv)
+    out = tmp_path / name
+    assert main(["sweep", str(study), "--out", str(out)]) == 0
+    capsys.readouterr()
+    return out
+
+
+def _aggregate(out, capsys, *extra):
+    assert main(["aggregate", str(out), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)["rows"]
+
+
+# ------------------------------------------------------------------ the study file
+def test_seed_ranges_and_lists_parse():
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds([1, "3-4", 9]) == [1, 3, 4, 9]
+    assert parse_seeds("2, 5-6") == [2, 5, 6]
+    assert parse_seeds(7) == [7]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("grid: {optimizer: [re]}\nbogus: 1\n", "unknown key 'bogus'"),
+    ("grid: {}\n", "non-empty 'grid'"),
+    ("grid: {optimizer: []}\n", "grid key 'optimizer' has no values"),
+    ("grid: {seed: 5-x}\n", "'5-x' is not a seed or a range"),
+    ("grid: {seed: 9-3}\n", "ends before it starts"),
+    ("grid: {optimizer: [nope]}\n", "unknown optimizer 'nope'"),
+    ("grid: {optimizer: [re], lr: [1]}\n", "unknown grid key 'lr'"),
+    ("grid: {optimizer: [re], optimizer.population_size: [0]}\n", "population_size"),
+])
+def test_a_bad_study_fails_in_one_line_before_anything_starts(tmp_path, capsys, text, needle):
+    study = _write(tmp_path / "bad.yaml", text)
+    out = tmp_path / "out"
+    assert main(["sweep", str(study), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()  # nothing was started, nothing left behind
+
+
+def test_points_are_the_grid_product_named_by_their_values():
+    study = Study({"grid": {"optimizer": ["re", "rs"], "seed": "0-1", "optimizer.population_size": [5]}}, "s.yaml")
+    assert [n for n, _ in study.points] == [
+        "optimizer=re,seed=0,optimizer.population_size=5", "optimizer=re,seed=1,optimizer.population_size=5",
+        "optimizer=rs,seed=0,optimizer.population_size=5", "optimizer=rs,seed=1,optimizer.population_size=5"]
+
+
+# ------------------------------------------------------------------ sweep and aggregate
+def test_sweep_runs_every_point_as_a_run_directory_and_aggregates(tmp_path, nb201_csv, capsys):
+    out = _sweep(tmp_path, nb201_csv, capsys)
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == [f"optimizer={o},seed={s}" for o in ("re", "rs") for s in range(4)]
+    # each point is an ordinary run: show works on it
+    assert main(["show", str(out / "optimizer=re,seed=0")]) == 0
+    capsys.readouterr()
+    rows = _aggregate(out, capsys)
+    # NB201's protocol: every run's cell is reported on the three datasets -> 2 x 3 rows of 4 runs
+    assert {(r["optimizer"], r["dataset"]) for r in rows} == {
+        (o, d) for o in ("re", "rs") for d in ("cifar10", "cifar100", "ImageNet16-120")}
+    for r in rows:
+        assert set(r) >= {"optimizer", "dataset", "runs", "test_accuracy", "valid_accuracy", "cost", "published"}
+        assert r["runs"] == 4 and set(r["test_accuracy"]) == {"mean", "std"}
+        assert r["published"]["source"].startswith("NAS-Bench-201") and r["published"]["runs"] == 500
+    # the row is the mean and sample std of the points' own result.json
+    tests = []
+    for s in range(4):
+        result = json.loads((out / f"optimizer=re,seed={s}" / "result.json").read_text())
+        assert result["protocol"]["searched_on"] == "cifar10-valid" and result["protocol"]["fidelity_epochs"] == 12
+        tests.append(result["transferred"]["cifar100"]["test_accuracy"])
+    row = next(r for r in rows if (r["optimizer"], r["dataset"]) == ("re", "cifar100"))
+    assert row["test_accuracy"]["mean"] == pytest.approx(statistics.mean(tests))
+    assert row["test_accuracy"]["std"] == pytest.approx(statistics.stdev(tests))
+    # markdown and csv forms of the same rows
+    assert main(["aggregate", str(out)]) == 0
+    md = capsys.readouterr().out.splitlines()
+    assert md[0].startswith("| optimizer | dataset | runs | test accuracy") and len(md) == 2 + len(rows)
+    assert main(["aggregate", str(out), "--csv", "--by", "optimizer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("optimizer,runs,") and len(lines) == 3
+
+
+def test_a_resumed_study_skips_finished_points_and_equals_an_uninterrupted_one(tmp_path, nb201_csv, capsys):
+    full = _sweep(tmp_path, nb201_csv, capsys, "full")
+    part = _sweep(tmp_path, nb201_csv, capsys, "part")
+    # as if the driver died: two points never finished, one of them had started (no result.json)
+    import shutil
+
+    shutil.rmtree(part / "optimizer=rs,seed=3")
+    (part / "optimizer=rs,seed=2" / "result.json").unlink()
+    before = (part / "optimizer=re,seed=0" / "result.json").stat().st_mtime_ns
+    assert main(["sweep", "--resume", str(part)]) == 0
+    err = capsys.readouterr().err
+    assert "6 done before" in err
+    assert (part / "optimizer=re,seed=0" / "result.json").stat().st_mtime_ns == before  # not rerun
+    def searched(rows):  # everything but the wall-clock seconds, which differ from run to run
+        return [{**r, "cost": {k: v for k, v in r["cost"].items() if k != "wall_seconds"}} for r in rows]
+
+    assert searched(_aggregate(part, capsys)) == searched(_aggregate(full, capsys))
+
+
+def test_a_failing_point_is_recorded_and_the_study_goes_on(tmp_path, nb201_csv, capsys, monkeypatch):
+    from nasframe_core.blackbox_job import ProposalJob
+    from nasframe_core.errors import NasframeError
+
+    real = ProposalJob.run_epoch
+
+    def run_epoch(self, epoch, progress):
+        if self.config.optimizer.name == "rs" and self.config.run.seed == 2:
+            raise NasframeError("the evaluations of this point broke")
+        return real(self, epoch, progress)
+
+    monkeypatch.setattr(ProposalJob, "run_epoch", run_epoch)
+    study = _write(tmp_path / "s.yaml", TABLE_STUDY % nb201_csv)
+    assert main(["sweep", str(study), "--out", str(tmp_path / "s")]) == 1
+    captured = capsys.readouterr()
+    assert "7 points finished, 1 failed" in captured.out and "Traceback" not in captured.err
+    records = [json.loads(line) for line in (tmp_path / "s" / "points.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(records) == 8 and [r["point"] for r in failed] == ["optimizer=rs,seed=2"]
+    assert "the evaluations of this point broke" in failed[0]["error"]
+
+
+def test_the_study_plots_draw_every_dataset_and_the_table(tmp_path, nb201_csv, capsys):
+    out = _sweep(tmp_path, nb201_csv, capsys)
+    assert main(["plot", str(out)]) == 0
+    written = capsys.readouterr().out.split()
+    names = sorted(Path(p).name for p in written)
+    assert names == ["aggregate.png", "incumbent_ImageNet16-120.png", "incumbent_cifar10.png",
+                     "incumbent_cifar100.png"]
+    assert all(Path(p).stat().st_size > 10_000 for p in written)
+
+
+def test_the_shipped_table5_study_parses_to_1500_points():
+    study = Study.load(REPO / "examples" / "studies" / "nb201-table5.yaml")
+    assert len(study.points) == 1500 and study.keys == ["optimizer", "seed"]
+    assert {v["optimizer"] for _, v in study.points} == {"re", "rs", "reinforce"}
+
+
+@pytest.mark.slow
+def test_table5_by_the_product(tmp_path, nb201_csv, capsys, monkeypatch):
+    """NB201's Table 5 black-box block through nasframe sweep + aggregate: REA and RS within
+    0.3 points of every published mean (REINFORCE is reported, see docs/blackbox.md)."""
+    monkeypatch.setenv("NASFRAME_NB201", str(nb201_csv))
+    out = tmp_path / "table5"
+    assert main(["sweep", str(REPO / "examples" / "studies" / "nb201-table5.yaml"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    rows = _aggregate(out, capsys)
+    assert len(rows) == 9
+    for r in rows:
+        assert r["runs"] == 500
+        if r["optimizer"] in ("re", "rs"):
+            assert math.isclose(r["test_accuracy"]["mean"], r["published"]["mean"], abs_tol=0.3), r
