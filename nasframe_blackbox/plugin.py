@@ -1,27 +1,32 @@
-"""Plugin: the black-box optimizers ``rs``, ``re`` and ``ls``."""
+"""Plugin: the black-box optimizers (random search, regularized evolution, local search,
+REINFORCE, successive halving, Hyperband, ASHA) and the published rows of NB201's Table 5."""
 from __future__ import annotations
 
 from nasframe_core import hookimpl
 
+#: registry name -> ("module:Class", one line); the classes load when a run uses them
+OPTIMIZERS = {
+    "rs": ("nasframe_blackbox.optimizers:RandomSearch",
+           "random search: uniformly random cells, the best validation accuracy wins"),
+    "re": ("nasframe_blackbox.optimizers:RegularizedEvolution",
+           "regularized evolution (Real et al. 2019): tournament, one-op mutation, the oldest dies"),
+    "ls": ("nasframe_blackbox.optimizers:LocalSearch",
+           "local search (White et al. 2021): move to the best one-op neighbour"),
+    "reinforce": ("nasframe_blackbox.reinforce:Reinforce",
+                  "REINFORCE as NAS-Bench-201 ran it: a policy over each edge's op, EMA reward baseline"),
+    "sh": ("nasframe_blackbox.multifidelity:SuccessiveHalving",
+           "successive halving over the evaluator's fidelity (table epochs or training epochs)"),
+    "hyperband": ("nasframe_blackbox.multifidelity:Hyperband",
+                  "Hyperband (Li et al. 2018): successive-halving brackets in turn"),
+    "asha": ("nasframe_blackbox.multifidelity:ASHA",
+             "ASHA (Li et al. 2020): asynchronous successive halving, a promotion per free worker"),
+}
+
 
 @hookimpl
 def nasframe_register_optimizers(register):
-    from .optimizers import LocalSearch, RandomSearch, RegularizedEvolution
-
-    register("rs", RandomSearch, description="random search: uniformly random cells, the best validation accuracy wins")
-    register("re", RegularizedEvolution,
-             description="regularized evolution (Real et al. 2019): tournament, one-op mutation, the oldest dies")
-    register("ls", LocalSearch, description="local search (White et al. 2021): move to the best one-op neighbour")
-    from .multifidelity import ASHA, Hyperband, SuccessiveHalving
-    from .reinforce import Reinforce
-
-    register("sh", SuccessiveHalving,
-             description="successive halving over the evaluator's fidelity (table epochs or training epochs)")
-    register("hyperband", Hyperband, description="Hyperband (Li et al. 2018): successive-halving brackets in turn")
-    register("asha", ASHA, description="ASHA (Li et al. 2020): asynchronous successive halving, a promotion per free worker")
-
-    register("reinforce", Reinforce,
-             description="REINFORCE as NAS-Bench-201 ran it: a policy over each edge's op, EMA reward baseline")
+    for name, (path, description) in OPTIMIZERS.items():
+        register(name, path, description=description)
 
 
 #: NAS-Bench-201 (Dong & Yang, ICLR 2020), Table 5: test accuracy (%) of the chosen cell, mean

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import torch
 
 from .errors import NasframeError
+from .files import _fsync_dir, write_text_atomic  # noqa: F401 - re-exported
 
 FORMAT = "nasframe-checkpoint"
 VERSION = 1
@@ -31,30 +32,6 @@ def save_atomic(obj: Any, path: Path, fsync: bool = True) -> None:
     os.replace(tmp, path)
     if fsync:
         _fsync_dir(path.parent)
-
-
-def write_text_atomic(path: Path, text: str, fsync: bool = True) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

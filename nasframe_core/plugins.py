@@ -53,14 +53,38 @@ KIND_LABEL = {
 
 @attrs.frozen
 class Registration:
-    """One named thing a plugin provides; ``factory`` is only called when it is used."""
+    """One named thing a plugin provides; ``factory`` is only called when it is used.
+
+    A plugin may register the factory itself or its import path, ``"package.module:Name"``:
+    then nothing is imported until the name is used, so commands that only list or look up
+    plugins (``nasframe --help``, ``plugins``, ``query``, ``show``) import no torch."""
 
     kind: str
     name: str
-    factory: Callable[..., Any]
+    target: Any  # the factory, or "module:attribute" of it
     plugin: str
     description: str = ""
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    _resolved: list = attrs.field(factory=list, eq=False, repr=False)
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        if not isinstance(self.target, str):
+            return self.target
+        if not self._resolved:
+            import importlib
+
+            module, _, attr = self.target.partition(":")
+            label = f"{KIND_LABEL[self.kind]} {self.name!r} of plugin {self.plugin!r}"
+            try:
+                found = getattr(importlib.import_module(module), attr)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is named, not raised through
+                raise NasframeError(f"{label} cannot be loaded from {self.target} ({_one_line(exc)}); "
+                                    f"reinstall the plugin or report it to its author") from None
+            if not callable(found):
+                raise NasframeError(f"{label}: {self.target} is not callable; report it to the plugin's author")
+            self._resolved.append(found)
+        return self._resolved[0]
 
 
 @attrs.define
@@ -201,8 +225,10 @@ class PluginHost:
             def register(name, factory, description="", _kind=kind, **options):
                 if not isinstance(name, str) or not name:
                     raise NasframeError(f"registered a {KIND_LABEL[_kind]} without a name")
-                if not callable(factory):
-                    raise NasframeError(f"registered {KIND_LABEL[_kind]} {name!r} with a factory that is not callable")
+                lazy = isinstance(factory, str) and factory.count(":") == 1 and all(factory.split(":"))
+                if not (callable(factory) or lazy):
+                    raise NasframeError(f"registered {KIND_LABEL[_kind]} {name!r} with a factory that is not callable "
+                                        f"(nor a 'module:attribute' path)")
                 if QUALIFIER in name:
                     raise NasframeError(
                         f"registered {KIND_LABEL[_kind]} {name!r}: a name may not hold {QUALIFIER!r}, which "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .checkpoint import write_text_atomic
+from .files import write_text_atomic
 from .errors import NasframeError
 
 CONFIG = "config.yaml"

@@ -16,10 +16,10 @@ def _owns(optimizer) -> bool:
 
 @hookimpl
 def nasframe_register_optimizers(register):
-    from . import FAMILY
+    from .family import METHODS
 
-    for name, (cls, description) in FAMILY.items():
-        register(name, cls, description=description)
+    for name, (path, description) in METHODS.items():
+        register(name, path, description=description)
 
 
 @hookimpl

@@ -27,7 +27,7 @@ BUILTINS = {
     "darts": {"optimizer": ["beta_darts", "darts", "darts_minus", "drnas", "fair_darts", "gdas", "pc_darts", "sdarts"], "search_space": [], "dataset": [], "benchmark": []},
     "nasbench201": {"optimizer": [], "search_space": ["nasbench201"], "dataset": [], "benchmark": ["nasbench201"]},
     "darts_space": {"optimizer": [], "search_space": ["darts"], "dataset": [], "benchmark": []},
-    "blackbox": {"optimizer": ["ls", "re", "rs"], "search_space": [], "dataset": [], "benchmark": []},
+    "blackbox": {"optimizer": ["asha", "hyperband", "ls", "re", "reinforce", "rs", "sh"], "search_space": [], "dataset": [], "benchmark": []},
 }
 BUILTIN_DATASETS = {"digits", "synthetic", "cifar10"}
 
@@ -231,7 +231,7 @@ def test_entry_point_lookup_is_patchable(monkeypatch):
 
     import nasframe_core.plugins as plugins_module
 
-    fake = [EntryPoint(name="patched", value="nasframe_core.data.plugin", group="nasframe")]
+    fake = [EntryPoint(name="patched", value="nasframe_core.dataset_plugin", group="nasframe")]
     monkeypatch.setattr(plugins_module, "entry_points", lambda group: fake if group == "nasframe" else [])
     host = make_plugin_manager(environ={}, warn=[].append)
     assert list(host.plugins) == ["patched"]
@@ -556,7 +556,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
         main(argv)
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "installed optimizers: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts\n" in out
+    assert "installed optimizers: asha, beta_darts, darts, darts_minus, drnas, fair_darts, gdas, hyperband, ls, pc_darts, re, reinforce, rs, sdarts, sh\n" in out
     assert "installed search spaces: darts, nasbench201, zzz-space\n" in out  # found through its entry point
     datasets_line = next(line for line in out.splitlines() if line.startswith("installed datasets: "))
     assert BUILTIN_DATASETS <= set(datasets_line.removeprefix("installed datasets: ").split(", "))
@@ -567,7 +567,7 @@ def test_cli_help_names_installed_optimizers_and_spaces(dists, capsys, argv):
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts"),
+        ("--optimizer", "nasframe: error: unknown optimizer 'nope'; installed: asha, beta_darts, darts, darts_minus, drnas, fair_darts, gdas, hyperband, ls, pc_darts, re, reinforce, rs, sdarts, sh"),
         ("--search-space", "nasframe: error: unknown search space 'nope'; installed: darts, nasbench201"),
     ],
 )
@@ -690,7 +690,7 @@ def test_a_qualified_name_runs_end_to_end(dists, capsys, tmp_path):
 @pytest.mark.parametrize(
     "kind, base",
     [
-        ("optimizer", "nasframe_core.optimizer.MetaOptimizer"),
+        ("optimizer", "nasframe_core.optimizer.MetaOptimizer or nasframe_core.blackbox.BlackBoxOptimizer"),
         ("search_space", "nasframe_core.space.SearchSpace"),
         ("dataset", "nasframe_core.data.DatasetSource"),
     ],
@@ -750,3 +750,39 @@ def test_an_unknown_name_says_what_nasframe_plugins_left_out(capsys, monkeypatch
     with pytest.raises(NasframeError) as info:
         make_plugin_manager(environ={}, warn=[].append).get("search_space", "nope")
     assert "left out" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["plugins", "--json"], ["query", "nasbench201", "0"],
+                                  ["show", "RUN"]])
+def test_listing_and_lookup_commands_import_no_torch(tmp_path, argv, nb201_csv):
+    """Registrations are lazy ("module:Class" paths): --help, plugins, query and show need no
+    torch, so they start in a fraction of a second."""
+    from nasframe_core.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run")
+    run.write_config("command: run\noptimizer: {name: re}\nsearch_space: {name: nasbench201}\n"
+                     "dataset: {name: cifar10}\nrun: {epochs: 1}\n")
+    argv = [str(run.path) if a == "RUN" else a for a in argv]
+    code = ("import sys; from nasframe_core.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    env = {**os.environ, "NASFRAME_NB201": str(nb201_csv)}
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_registration_by_path_loads_on_first_use_and_a_bad_path_is_one_line():
+    def register_paths(register):
+        register("lazy-rs", "nasframe_blackbox.optimizers:RandomSearch", description="by path")
+        register("missing", "nasframe_blackbox.nowhere:Nothing", description="a path to nothing")
+
+    register_paths = hookimpl(specname="nasframe_register_optimizers")(register_paths)
+    host = host_with(("paths", plugin(nasframe_register_optimizers=register_paths)))
+    reg = host.get("optimizer", "lazy-rs")
+    assert reg.target == "nasframe_blackbox.optimizers:RandomSearch"
+    from nasframe_blackbox.optimizers import RandomSearch
+
+    assert reg.factory is RandomSearch and isinstance(host.create("optimizer", "lazy-rs"), RandomSearch)
+    with pytest.raises(NasframeError, match=r"optimizer 'missing' of plugin 'paths' cannot be loaded from "
+                                            r"nasframe_blackbox.nowhere:Nothing \(.*\); reinstall the plugin"):
+        host.create("optimizer", "missing")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from nasframe_core import hookimpl
 
-from .space import NasBench201SearchSpace
-from .tables import ENV_TABLE
+from .tables.codes import ENV_TABLE
 
 
 def _table(path):
@@ -15,7 +14,7 @@ def _table(path):
 
 @hookimpl
 def nasframe_register_search_spaces(register):
-    register("nasbench201", NasBench201SearchSpace,
+    register("nasbench201", "nasframe_spaces.nasbench201.space:NasBench201SearchSpace",
              description="NAS-Bench-201 cell space: 6 edges x 5 ops, 15,625 cells")
 
 
