@@ -79,6 +79,9 @@ class ProposalJob(Job):
         self._resubmit: list[tuple[int, Any, tuple]] = []  # (index, genotype, (worker, started))
         self._carried: list[dict] = []  # told after the last checkpoint, before a resume
         self._journal = None
+        if cfg.run.eval_test:
+            self.notices.append("run.eval_test: a black-box search trains no network to score on the test split; "
+                                "the found cell's benchmark test accuracy is reported instead")
 
     def _make_evaluator(self, seed: int) -> Evaluator:
         cfg = self.config

@@ -194,6 +194,14 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
         start_epoch = int(checkpoint["epoch"])
         history = list(checkpoint.get("history", []))
         elapsed = float(checkpoint.get("elapsed", 0.0))
+        finished = run_dir.read_result() if run_dir is not None else None
+        if finished is not None and not job.has_next_round(start_epoch):
+            # nothing left to run: the run's files stay exactly as they were
+            log.info("%s is finished (%s); nothing to resume, its results are as they were",
+                     run_dir.path, job.resume_point(start_epoch, history))
+            if main and ctx.summary:
+                print(f"results in {run_dir.path}", flush=True)
+            return finished
         if run_dir is not None:
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
@@ -202,6 +210,8 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
         run_dir.write_config(dump_config(job.resolved_config()))
         log.info("%s", job.describe())
         log.info("run directory: %s", run_dir.path)
+    for line in getattr(job, "notices", ()):
+        log.info("%s", line)
 
     host.hook.nasframe_search_start(run=ctx)
     epochs = job.planned_rounds()

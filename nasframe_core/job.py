@@ -42,6 +42,8 @@ class Job:
         self.world = distributed.world_size()
         self.rank = distributed.rank()
         self.augment: Optional[Augment] = None
+        #: lines the run states once after its first lines (console and log.txt)
+        self.notices: list[str] = []
         # plugins are looked up (and their settings checked) before anything heavy happens
         cfg.check_plugins(host)
         self.space = host.create("search_space", cfg.search_space.name, **cfg.search_space.settings)

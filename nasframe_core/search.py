@@ -34,6 +34,10 @@ class SearchJob(DataJob):
         self._steps = self._count_steps()
         optimizer.plan_search(cfg.run.epochs, self._steps)
         optimizer.before_training()
+        if self.test_data is not None and optimizer.evaluation_network() is None:
+            self.notices.append(f"run.eval_test: optimizer {cfg.optimizer.name!r} has no evaluation network, so "
+                                f"nothing is scored on the test split")
+            self.test_data = None
         # the scheduled learning rates start from the values the optimizer was built with
         self._lr_max = [[g["lr"] for g in o.param_groups] for o in optimizer.scheduled_optimizers()]
 
