@@ -36,13 +36,17 @@ def _stat(values: list[float]) -> Optional[dict]:
 def run_records(point: dict) -> list[dict]:
     """One record per dataset a finished point reports on: its keys and its numbers."""
     result, values, cfg = point["result"], point["values"], point["config"]
+    optimizer = cfg.get("optimizer") or {}
     base = {
-        "optimizer": result.get("optimizer") or (cfg.get("optimizer") or {}).get("name"),
+        # a grid label (``{name: darts, label: darts-2nd, ...}``) names the row; else the plugin
+        "optimizer": values.get("optimizer") or result.get("optimizer") or optimizer.get("name"),
+        "_optimizer": (optimizer.get("name"), {k: v for k, v in optimizer.items() if k != "name"}),
         "search_space": result.get("search_space") or (cfg.get("search_space") or {}).get("name"),
         "seed": result.get("seed"),
         **{k: v for k, v in values.items() if k not in KEYS},
         "protocol": (result.get("protocol") or {}).get("name"),
-        "evaluations": result.get("evaluations", result.get("epochs")),
+        "evaluations": result.get("evaluations"),
+        "epochs": result.get("epochs") if "evaluations" not in result else None,
         "charged_seconds": result.get("spent_seconds"),
         "wall_seconds": result.get("seconds"),
         "params_millions": result.get("params_millions"),
@@ -64,22 +68,32 @@ def published_rows(host) -> list[dict]:
     return rows
 
 
-def _published_for(published: list[dict], key: dict, search_space, protocols: set) -> Optional[dict]:
+def _published_for(published: list[dict], key: dict, search_space, protocols: set,
+                   optimizers: set) -> Optional[dict]:
+    """The published row of a group: same dataset, search space and protocol, and the group's
+    optimizer (its registered name, with every setting the row names: ``settings``)."""
     for row in published:
-        if any(row.get(k) != key.get(k) for k in ("optimizer", "dataset") if k in key):
+        if "dataset" in key and row.get("dataset") != key["dataset"]:
+            continue
+        if len(optimizers) != 1:
+            continue
+        name, settings = next(iter(optimizers))
+        settings = json.loads(settings)
+        if row.get("optimizer") != name or any(settings.get(k) != v for k, v in (row.get("settings") or {}).items()):
             continue
         if row.get("search_space") not in (None, search_space):
             continue
         if row.get("protocol") is not None and protocols != {row["protocol"]}:
             continue
-        return {"mean": row["mean"], "std": row.get("std"), "source": row["source"], "runs": row.get("runs")}
+        return {"mean": row["mean"], "std": row.get("std"), "source": row["source"], "runs": row.get("runs"),
+                "protocol_note": row.get("protocol_note")}
     return None
 
 
 def aggregate(points: list[dict], by: tuple[str, ...], published: list[dict]) -> list[dict]:
     records = [r for p in points for r in run_records(p)]
     if records:
-        known = set(records[0])
+        known = {k for k in records[0] if not k.startswith("_")}
         unknown = [k for k in by if k not in known]
         if unknown:
             raise NasframeError(f"--by {unknown[0]!r} is not a key of this study's runs; use some of "
@@ -103,9 +117,12 @@ def aggregate(points: list[dict], by: tuple[str, ...], published: list[dict]) ->
             "valid_accuracy": _stat([m["valid_accuracy"] for m in members]),
             "params_millions": _stat([m["params_millions"] for m in members]),
             "cost": {"evaluations": _stat([m["evaluations"] for m in members]),
+                     "epochs": _stat([m["epochs"] for m in members]),
                      "charged_seconds": _stat([m["charged_seconds"] for m in members]),
                      "wall_seconds": _stat([m["wall_seconds"] for m in members])},
-            "published": _published_for(published, k, next(iter(spaces)) if len(spaces) == 1 else None, protocols),
+            "published": _published_for(published, k, next(iter(spaces)) if len(spaces) == 1 else None, protocols,
+                                        {(m["_optimizer"][0], json.dumps(m["_optimizer"][1], sort_keys=True, default=str))
+                                         for m in members}),
         })
     return rows
 
@@ -119,13 +136,14 @@ def _pm(stat: Optional[dict], digits: int = 2) -> str:
 
 
 def markdown(rows: list[dict], by: tuple[str, ...]) -> str:
-    head = [*by, "runs", "test accuracy", "validation accuracy", "evaluations", "charged s", "published", "source"]
+    head = [*by, "runs", "test accuracy", "validation accuracy", "evaluations or epochs", "charged s", "published",
+            "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         pub = r["published"]
         lines.append("| " + " | ".join([
             *(str(r.get(k)) for k in by), str(r["runs"]), _pm(r["test_accuracy"]), _pm(r["valid_accuracy"]),
-            _pm(r["cost"]["evaluations"], 1), _pm(r["cost"]["charged_seconds"], 0),
+            _pm(r["cost"]["evaluations"] or r["cost"]["epochs"], 1), _pm(r["cost"]["charged_seconds"], 0),
             "-" if pub is None else (f"{pub['mean']:.2f}" + (f" ± {pub['std']:.2f}" if pub.get("std") is not None else "")),
             "-" if pub is None else pub["source"],
         ]) + " |")

@@ -104,6 +104,8 @@ class Study:
                 values = parse_seeds(values)
             elif not isinstance(values, (list, tuple)):
                 values = [values]
+            if key in PLUGIN_KEYS:
+                values = [Variant.of(v, key, origin) for v in values]
             if not values:
                 raise NasframeError(f"{origin}: grid key {key!r} has no values; give at least one")
             if "." not in key and key not in FLAG_KEYS:
@@ -128,6 +130,40 @@ class Study:
         return cls(load_config_file(path), str(path))
 
 
+PLUGIN_KEYS = ("optimizer", "search_space", "dataset")
+
+
+class Variant:
+    """A plugin named in a grid with settings of its own: ``{name: darts, label: darts-2nd,
+    unrolled: true}`` (the label names the point and its row; default: the name)."""
+
+    def __init__(self, name: str, label: str, settings: dict):
+        self.name, self.label, self.settings = name, label, settings
+
+    @classmethod
+    def of(cls, value: Any, key: str, origin: str) -> "Variant":
+        if isinstance(value, dict):
+            body = dict(value)
+            name = body.pop("name", None)
+            if not name:
+                raise NasframeError(f"{origin}: a grid entry of {key!r} given as a mapping needs its 'name'")
+            label = str(body.pop("label", name))
+            if not re.fullmatch(r"[\w.:-]+", label):
+                raise NasframeError(f"{origin}: grid label {label!r} may hold letters, digits, '.', ':', '-', '_' only")
+            return cls(str(name), label, body)
+        return cls(str(value), str(value), {})
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Variant) and (self.name, self.label, self.settings) == (
+            other.name, other.label, other.settings)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.label))
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -138,7 +174,10 @@ def point_argv(config_file: Path, values: dict, out: Optional[Path] = None) -> l
     """The ``nasframe run`` command line of one point."""
     argv = ["run", "--config", str(config_file)]
     for key, value in values.items():
-        if key in FLAG_KEYS:
+        if isinstance(value, Variant):
+            argv += [FLAG_KEYS[key], value.name]
+            argv += [a for k, v in value.settings.items() for a in ("--set", f"{key}.{k}={_text(v)}")]
+        elif key in FLAG_KEYS:
             argv += [FLAG_KEYS[key], _text(value)]
         else:
             argv += ["--set", f"{key}={_text(value)}"]
@@ -365,7 +404,8 @@ def point_results(study_dir: Path) -> list[dict]:
             cfg = load_config_file(run_dir / "config.yaml")
         except (OSError, ValueError, NasframeError):
             continue
-        rows.append({"point": name, "values": values, "config": cfg, "result": result, "run_dir": run_dir})
+        shown = {k: (v.label if isinstance(v, Variant) else v) for k, v in values.items()}
+        rows.append({"point": name, "values": shown, "config": cfg, "result": result, "run_dir": run_dir})
     return rows
 
 

@@ -72,6 +72,17 @@ def test_a_bad_study_fails_in_one_line_before_anything_starts(tmp_path, capsys, 
     assert not out.exists()  # nothing was started, nothing left behind
 
 
+def test_a_grid_entry_may_be_a_plugin_with_settings_of_its_own(tmp_path):
+    from nasframe_core.study import point_argv
+
+    study = Study({"grid": {"optimizer": ["darts", {"name": "darts", "label": "darts-2nd", "unrolled": True}],
+                            "seed": [0]}}, "s.yaml")
+    names = [n for n, _ in study.points]
+    assert names == ["optimizer=darts,seed=0", "optimizer=darts-2nd,seed=0"]
+    argv = point_argv(tmp_path / "c.yaml", study.points[1][1])
+    assert argv[argv.index("--optimizer") + 1] == "darts" and "optimizer.unrolled=true" in argv
+
+
 def test_points_are_the_grid_product_named_by_their_values():
     study = Study({"grid": {"optimizer": ["re", "rs"], "seed": "0-1", "optimizer.population_size": [5]}}, "s.yaml")
     assert [n for n, _ in study.points] == [
@@ -167,7 +178,7 @@ def test_the_study_plots_draw_every_dataset_and_the_table(tmp_path, nb201_csv, c
 def test_the_shipped_table5_study_parses_to_1500_points():
     study = Study.load(REPO / "examples" / "studies" / "nb201-table5.yaml")
     assert len(study.points) == 1500 and study.keys == ["optimizer", "seed"]
-    assert {v["optimizer"] for _, v in study.points} == {"re", "rs", "reinforce"}
+    assert {str(v["optimizer"]) for _, v in study.points} == {"re", "rs", "reinforce"}
 
 
 @pytest.mark.slow
@@ -184,3 +195,61 @@ def test_table5_by_the_product(tmp_path, nb201_csv, capsys, monkeypatch):
         assert r["runs"] == 500
         if r["optimizer"] in ("re", "rs"):
             assert math.isclose(r["test_accuracy"]["mean"], r["published"]["mean"], abs_tol=0.3), r
+
+
+@pytest.mark.slow
+def test_the_oneshot_smoke_study_runs_every_method(tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert main(["sweep", str(REPO / "examples" / "studies" / "nb201-oneshot-smoke.yaml"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    rows = _aggregate(out, capsys)
+    assert [r["optimizer"] for r in rows] == ["darts", "darts-2nd", "gdas", "drnas", "pc_darts", "darts_minus",
+                                             "beta_darts", "fair_darts", "sdarts"]
+    from nasframe_core.config import load_config_file
+
+    assert load_config_file(out / "optimizer=darts-2nd,seed=0" / "config.yaml")["optimizer"]["unrolled"] is True
+    assert all(r["runs"] == 1 and r["cost"]["epochs"]["mean"] == 1 for r in rows)
+
+
+TRAINED_STUDY = """
+name: trained
+grid:
+  optimizer: [darts, gdas]
+  seed: [0, 1]
+search_space: {name: nasbench201, C: 4, N: 1}
+dataset: {name: synthetic, n_train: 64, n_test: 16, image_size: 8}
+run: {epochs: 3, steps_per_epoch: 2, batch_size: 8, device: cpu}
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_study_of_trained_runs_resumes_to_the_uninterrupted_aggregate(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study = _write(tmp_path / "trained.yaml", TRAINED_STUDY)
+    full = tmp_path / "full"
+    assert main(["sweep", str(study), "--out", str(full)]) == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nasframe_core.cli", "sweep", str(study), "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = killed / "optimizer=darts,seed=0" / "result.json"
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    kept = first.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["sweep", "--resume", str(killed)]) == 0
+    assert first.stat().st_mtime_ns == kept  # the finished point was not run again
+    capsys.readouterr()
+
+    def searched(rows):
+        return [{**r, "cost": {k: v for k, v in r["cost"].items() if k != "wall_seconds"}} for r in rows]
+
+    assert searched(_aggregate(killed, capsys)) == searched(_aggregate(full, capsys))
