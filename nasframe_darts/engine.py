@@ -339,6 +339,21 @@ class OneShotOptimizer(MetaOptimizer):
             logits = logits.float()
         return logits, self.loss(logits, y)
 
+    def _same_draws(self, loss_fn: Callable) -> Callable:
+        """``loss_fn`` with every call drawing the same random op weights (the generator's state
+        at the start of the step is restored before each call): the unrolled step's forwards
+        (train, unrolled validation, the two finite-difference points) then differentiate one
+        architecture sample, so the step is the hypergradient of that sample's losses."""
+        if not self.stochastic:
+            return loss_fn
+        state = self.rng.generator.get_state()
+
+        def call(x, y, weights=None):
+            self.rng.generator.set_state(state)
+            return loss_fn(x, y, weights)
+
+        return call
+
     def finite_difference_scale(self) -> float:
         """eps = scale / ||v|| in the unrolled step's Hessian-vector term."""
         return bilevel.FD_SCALE
@@ -363,7 +378,7 @@ class OneShotOptimizer(MetaOptimizer):
         if alphas and self.arch_step_enabled():
             if self.unrolled:
                 logits_val, loss_val, grads = bilevel.unrolled_alpha_grads(
-                    self._loss, self.op_optimizer, x_train, y_train, x_val, y_val, weights, alphas,
+                    self._same_draws(self._loss), self.op_optimizer, x_train, y_train, x_val, y_val, weights, alphas,
                     self.finite_difference_scale(), graphs_on_gpu)
             else:
                 with frozen(weights):
