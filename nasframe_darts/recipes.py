@@ -96,20 +96,27 @@ GDAS = with_darts({
         settings(250, 256, 0.025, 0.001, 5e-4, nesterov=True, tau_max=10.0, tau_min=0.1, unsampled_weights=False))],
 })
 
+DRNAS_201 = ("xiangning-chen/DrNAS 201-space/train_search.py defaults (100 epochs, batch 64, lr 0.025 -> 0.001, "
+             "wd 3e-4, arch lr 3e-4, reg_type l2, reg_scale 1e-3, k 1) and architect.py (Adam betas (0.5, 0.999); "
+             "weight decay = reg_scale for l2, 0 for kl)")
 DRNAS = with_darts({
-    NB201: [recipe(
-        "drnas-201",
-        "xiangning-chen/DrNAS 201-space/train_search.py defaults (100 epochs, batch 64, lr 0.025 -> 0.001, "
-        "wd 3e-4, arch lr 3e-4, reg_type l2, reg_scale 1e-3, k 1) and architect.py (Adam betas (0.5, 0.999); "
-        "weight decay = reg_scale for l2, 0 for kl)",
-        settings(100, 64, 0.025, 0.001, 3e-4, arch_wd=None, reg_type="l2", reg_scale=1e-3, partial_channels=1))],
+    NB201: [
+        recipe("drnas-201", DRNAS_201,
+               settings(100, 64, 0.025, 0.001, 3e-4, arch_wd=None, reg_type="l2", reg_scale=1e-3, partial_channels=1)),
+        recipe("drnas-201-progressive",
+               "xiangning-chen/DrNAS 201-space/train_search_progressive.py (the README's 'with progressively "
+               "pruning': 50 + 50 epochs, k 4 then 2, 5 then 3 ops per edge; otherwise as train_search.py)",
+               settings(100, 64, 0.025, 0.001, 3e-4, arch_wd=None, reg_type="l2", reg_scale=1e-3,
+                        progressive_k=[4, 2], progressive_keep=[5, 3])),
+    ],
     DARTS_SPACE: [recipe(
         "drnas-darts",
-        "xiangning-chen/DrNAS DARTS-space/train_search.py (batch 64, lr 0.1 -> 0, wd 3e-4, arch lr 6e-4, l2 "
-        "1e-3, 25 + 25 epochs); its progressive step (k 6 -> 4, 7 -> 4 ops kept) is not run: partial_channels "
-        "6 throughout",
-        settings(50, 64, 0.1, 0.0, 3e-4, arch_lr=6e-4, arch_wd=None, reg_type="l2", reg_scale=1e-3,
-                 partial_channels=6))],
+        "xiangning-chen/DrNAS DARTS-space/train_search.py (C 36, 20 layers, batch 64, lr 0.1 -> 0, wd 3e-4, arch "
+        "lr 6e-4, l2 1e-3; 25 + 25 epochs at k 6 then 4, 7 then 4 ops per edge) and DARTS-space/genotypes.py "
+        "(no 'none' op)",
+        {**settings(50, 64, 0.1, 0.0, 3e-4, arch_lr=6e-4, arch_wd=None, reg_type="l2", reg_scale=1e-3,
+                    progressive_k=[6, 4], progressive_keep=[7, 4], none_op=False),
+         "search_space.C": 36, "search_space.layers": 20})],
 }, arch_wd=False)
 
 PC_DARTS_SOURCE = ("yuhuixu1993/PC-DARTS train_search.py (50 epochs, batch 256, lr 0.1 -> 0, momentum 0.9, "

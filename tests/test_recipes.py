@@ -143,6 +143,8 @@ def test_recipe_settings_are_the_names_set_takes(host):
     for r in all_recipes(host):
         cfg = Config(command="run")
         cfg.optimizer.name = r.optimizer
+        if r.search_space != "*":
+            cfg.search_space.name = r.search_space
         for key, value in r.settings.items():
             cfg.set(key, value)
         try:
