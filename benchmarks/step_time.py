@@ -54,6 +54,8 @@ def step_arguments(description: str, space: str = "nasbench201", batch: int = 64
     ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--optimizer", choices=tuple(FAMILY), default="darts")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="an optimizer setting, e.g. unsampled_weights=false (repeatable)")
     return ap
 
 
@@ -64,6 +66,9 @@ def step_setup(a, device: str = "cpu", fused: bool = True, compile: bool = False
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
+    for item in getattr(a, "settings", []):
+        key, _, value = item.partition("=")
+        settings[key.strip()] = value.strip()
     opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, compile=compile,
                                  **settings)
     opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
