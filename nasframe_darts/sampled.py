@@ -41,9 +41,10 @@ class SampledCell(MixedCell):
             return super().forward(inputs, weights)
         unsampled = None
         if self.unsampled_weights:  # zero in value, the straight-through gradient for every unsampled op
-            mask = torch.ones_like(weights)
-            mask[torch.arange(len(index), device=weights.device), torch.tensor(index, device=weights.device)] = 0
-            unsampled = weights * mask
+            mask = getattr(weights, "unsampled_mask", None)
+            if mask is None:
+                mask = 1 - F.one_hot(torch.tensor(index, device=weights.device), weights.shape[-1]).to(weights.dtype)
+            unsampled = (weights * mask).sum(dim=-1)  # per edge: the sum of its unsampled weights
         states = dict(zip(self.spec.inputs, inputs))
         relu: dict[int, torch.Tensor] = {}
         for node, edges in self._reference_plan:
@@ -62,7 +63,10 @@ class SampledCell(MixedCell):
                     zero = torch.zeros_like(next(iter(self.edges[key].ops.values()))(states[src]))
                 total = zero * weights[row, index[row]]
             if unsampled is not None:
-                total = total + unsampled[[row for _, _, row in edges]].sum()
+                extra = unsampled[edges[0][2]]
+                for _, _, row in edges[1:]:
+                    extra = extra + unsampled[row]
+                total = total + extra
             states[node] = total
         return self.combine(states)
 
