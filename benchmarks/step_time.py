@@ -56,6 +56,8 @@ def step_arguments(description: str, space: str = "nasbench201", batch: int = 64
     ap.add_argument("--optimizer", choices=tuple(FAMILY), default="darts")
     ap.add_argument("--cpu-kernels", action="store_true",
                     help="enable nasframe_cpu (native kernels, allocator setting), as run.cpu_kernels=true does")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="an optimizer setting, e.g. unsampled_weights=false (repeatable)")
     return ap
 
 
@@ -68,6 +70,9 @@ def step_setup(a, device: str = "cpu", fused: bool = True, compile: bool = False
         nasframe_cpu.enable()
     torch.manual_seed(0)
     settings = {"warmup_epochs": 0} if a.optimizer == "pc_darts" else {}
+    for item in getattr(a, "settings", []):
+        key, _, value = item.partition("=")
+        settings[key.strip()] = value.strip()
     opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, compile=compile,
                                  **settings)
     opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])

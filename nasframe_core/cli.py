@@ -40,6 +40,8 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g = p.add_argument_group("what to run")
     if not train:
         g.add_argument("--optimizer", help=f"search optimizer (default: {d.optimizer.name})")
+        g.add_argument("--recipe", help="the optimizer's search recipe to start from (default: its recipe for the "
+                                        "search space; darts: the DARTS paper's; see nasframe recipes)")
     g.add_argument("--search-space", dest="search_space",
                    help="search space (default: the genotype's)" if train else
                    f"search space (default: {d.search_space.name})")
@@ -103,6 +105,9 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
                    help="a finished run directory, a genotype file, or the genotype string "
                         "(taken from the run with --resume, or from --config FILE when it has one)")
     _add_run_flags(p, train=True)
+
+    p = sub.add_parser("recipes", help="list the optimizers' search recipes per search space, with their sources")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("query", help="look an architecture up in a benchmark table")
     p.add_argument("benchmark_name", metavar="BENCHMARK", help="benchmark name, e.g. nasbench201")
@@ -179,9 +184,8 @@ def config_from_args(host: PluginHost, args, command: str):
 
         path = RunDir.open_existing(Path(args.resume)).file(CONFIG)
         cfg = Config.from_dict(load_config_file(path), str(path))
-        refused = [f for f in ("optimizer", "search_space", "dataset", "batch_size", "steps_per_epoch", "seed",
-                               "cpu_kernels",
-                               "config", "out", "genotype")
+        refused = [f for f in ("optimizer", "recipe", "search_space", "dataset", "batch_size", "steps_per_epoch",
+                               "seed", "cpu_kernels", "config", "out", "genotype")
                    if getattr(args, f, None) is not None] + (["set"] if args.overrides else [])
         if refused:
             flag = "--" + refused[0].replace("_", "-")
@@ -211,6 +215,16 @@ def config_from_args(host: PluginHost, args, command: str):
             )
         cfg.search_space.name = chosen or from_genotype or cfg.search_space.name
         apply_recipe(cfg, host)
+    else:
+        # the optimizer's search recipe for the space: under the file, the flags and --set
+        from .recipes import apply_recipe as apply_search_recipe, select_recipe
+
+        optimizer = _set_value(args.overrides, "optimizer.name") or args.optimizer or _name_in(file_data, "optimizer")
+        space = _set_value(args.overrides, "search_space.name") or args.search_space or _name_in(file_data, "search_space")
+        cfg.optimizer.name = optimizer or cfg.optimizer.name
+        cfg.search_space.name = space or cfg.search_space.name
+        space_name = host.get("search_space", cfg.search_space.name).name
+        apply_search_recipe(cfg, select_recipe(host, cfg.optimizer.name, space_name, getattr(args, "recipe", None)))
     if file_data:
         cfg.update(file_data, str(args.config))
     for flag, key in (("optimizer", "optimizer.name"), ("search_space", "search_space.name"),
@@ -324,6 +338,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_plugins(host, args)
         if args.command in ("run", "train"):
             return cmd_run(host, args, args.command)
+        if args.command == "recipes":
+            from .recipes import cmd_recipes
+
+            return cmd_recipes(host, args)
         if args.command == "query":
             return cmd_query(host, args)
         if args.command == "show":

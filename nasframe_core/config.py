@@ -112,6 +112,8 @@ class Config:
     train: TrainSettings = attrs.field(factory=TrainSettings)
     augment: AugmentSettings = attrs.field(factory=AugmentSettings)
     genotype: Optional[str] = None
+    #: the search recipe applied under the user's settings: name and source (nasframe_core.recipes)
+    recipe: Optional[dict] = None
 
     # ------------------------------------------------------------------- edits
     def set(self, key: str, value: Any) -> None:
@@ -148,6 +150,9 @@ class Config:
             raise NasframeError(f"{origin}: the top level must be a mapping of sections")
         for section, body in data.items():
             if section == "command":
+                continue
+            if section == "recipe":
+                self.recipe = dict(body) if isinstance(body, Mapping) else None
                 continue
             if section == "genotype":
                 self.genotype = None if body is None else str(body)
@@ -192,6 +197,7 @@ class Config:
             **({"train": attrs.asdict(self.train)} if self.command == "train" else {}),
             "augment": attrs.asdict(self.augment),
             **({"genotype": self.genotype} if self.genotype is not None else {}),
+            **({"recipe": dict(self.recipe)} if self.recipe is not None else {}),
         }
 
     @classmethod

@@ -206,8 +206,12 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
             run_dir.rewrite_metrics(history)
             run_dir.write_config(dump_config(job.resolved_config()))  # --epochs etc. given on resume
         log.info("resumed %s after %s", run_dir.path if run_dir else "", job.resume_point(start_epoch, history))
+        if config.recipe:
+            log.info("recipe: %s (%s)", config.recipe.get("name"), config.recipe.get("source"))
     elif run_dir is not None:
         run_dir.write_config(dump_config(job.resolved_config()))
+        if config.recipe:
+            log.info("recipe: %s (%s)", config.recipe.get("name"), config.recipe.get("source"))
         log.info("%s", job.describe())
         log.info("run directory: %s", run_dir.path)
     for line in getattr(job, "notices", ()):
@@ -255,6 +259,9 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
             break
 
     result = job.final_result(history, elapsed)
+    # what the run ran with: its recipe (name, source) and every effective setting
+    result["recipe"] = dict(config.recipe) if config.recipe else None
+    result["settings"] = job.resolved_config()
     if ctx.stop_reason:
         result["stopped_early"] = ctx.stop_reason
     host.hook.nasframe_search_end(run=ctx, result=result)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import recipes
 from .engine import OneShotOptimizer
 
 
@@ -14,6 +15,9 @@ class BetaDARTSOptimizer(OneShotOptimizer):
     (capped at the end value): the paper's code ramps 0 -> 50 over 100 epochs, so its
     50-epoch searches end at 25.
     """
+
+    #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
+    search_recipes = recipes.BETA_DARTS
 
     defaults = {"beta_weight_start": 0.0, "beta_weight_end": 50.0, "beta_weight_epochs": 100}
 

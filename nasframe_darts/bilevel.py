@@ -47,7 +47,8 @@ def unrolled_alpha_grads(loss_fn: LossFn, op_optimizer: torch.optim.Optimizer, x
     """The second-order architecture gradient of the DARTS paper.
 
     w' = w - xi (momentum * m + grad_w L_train(w) + wd * w) with xi, momentum and wd read from
-    ``op_optimizer``; dalpha = grad_alpha L_val(w'); v = grad_w' L_val(w');
+    ``op_optimizer`` (with Nesterov momentum, the step SGD takes then: ``d + momentum * (momentum * m + d)``,
+    ``d = grad_w L_train(w) + wd * w``); dalpha = grad_alpha L_val(w'); v = grad_w' L_val(w');
     eps = fd_scale / ||v||; the result is
     dalpha - xi (grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps).
     Every quantity stays on the device (no host synchronisation). ``own_outputs``: copy
@@ -57,6 +58,7 @@ def unrolled_alpha_grads(loss_fn: LossFn, op_optimizer: torch.optim.Optimizer, x
     xi = float(group["lr"])
     momentum = group.get("momentum", 0.0) or 0.0
     wd = group.get("weight_decay", 0.0) or 0.0
+    nesterov = bool(group.get("nesterov", False)) and bool(momentum)
 
     with frozen(alphas):
         g_train = torch.autograd.grad(loss_fn(x_train, y_train)[1], weights, allow_unused=True)
@@ -65,7 +67,14 @@ def unrolled_alpha_grads(loss_fn: LossFn, op_optimizer: torch.optim.Optimizer, x
     with torch.no_grad():
         backup = [w.detach().clone() for w in weights]
         update = torch._foreach_add(g_train, weights, alpha=wd) if wd else g_train
-        if momentum:
+        if nesterov:  # SGD's Nesterov step: d + momentum * (momentum * m + d)
+            steps = []
+            for d, w in zip(update, weights):
+                buf = op_optimizer.state.get(w, {}).get("momentum_buffer")
+                new_buf = d.clone() if buf is None else torch.add(d, buf, alpha=momentum)
+                steps.append(torch.add(d, new_buf, alpha=momentum))
+            update = steps
+        elif momentum:
             for u, w in zip(update, weights):
                 buf = op_optimizer.state.get(w, {}).get("momentum_buffer")
                 if buf is not None:

@@ -5,6 +5,7 @@ import math
 
 from nasframe_core.errors import NasframeError
 
+from . import recipes
 from .engine import OneShotOptimizer
 
 
@@ -16,6 +17,9 @@ class DARTSMinusOptimizer(OneShotOptimizer):
     that op's weight and the fused path is kept. Discretization reads the alphas' softmax
     alone.
     """
+
+    #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
+    search_recipes = recipes.DARTS_MINUS
 
     defaults = {"aux_skip_start": 1.0, "aux_skip_decay": "linear", "aux_skip_op": "skip_connect"}
 

@@ -50,6 +50,7 @@ from nasframe_core.space import SearchSpace
 
 from . import bilevel
 from .bilevel import frozen
+from .recipes import darts_paper
 from .discretize import discretize_cell
 from .mixed import mixed_cell_factory
 from .options import DEFAULTS as OPTION_DEFAULTS, ExecutionOptions
@@ -60,11 +61,13 @@ log = logging.getLogger("nasframe.darts")
 
 ARCH_BETAS = (0.5, 0.999)
 
-#: the settings every one-shot optimizer has (DARTS's, then the execution options)
+#: the settings every one-shot optimizer has (DARTS's, then the execution options);
+#: ``nesterov``: Nesterov momentum for the weights (NB201's configs use it, the DARTS paper
+#: does not); ``arch_betas``: the betas of an Adam architecture optimizer
 BASE_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.025, "momentum": 0.9, "weight_decay": 0.0003, "grad_clip": 5.0, "unrolled": False,
-    "arch_learning_rate": 0.0003, "arch_weight_decay": 0.001, "op_optimizer": "SGD", "arch_optimizer": "Adam",
-    "loss_criteria": "CrossEntropyLoss", **OPTION_DEFAULTS,
+    "learning_rate": 0.025, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0003, "grad_clip": 5.0,
+    "unrolled": False, "arch_learning_rate": 0.0003, "arch_betas": list(ARCH_BETAS), "arch_weight_decay": 0.001,
+    "op_optimizer": "SGD", "arch_optimizer": "Adam", "loss_criteria": "CrossEntropyLoss", **OPTION_DEFAULTS,
 }
 
 
@@ -108,6 +111,8 @@ class OneShotOptimizer(MetaOptimizer):
     stochastic: bool = False
     #: whether the discrete network must inherit every supernet weight by shape
     strict_weight_inheritance: bool = True
+    #: search recipes per space (:mod:`nasframe_core.recipes`); a method on the engine has ``darts``
+    search_recipes: dict[str, list] = {"*": [darts_paper()]}
     all_defaults: dict[str, Any] = dict(BASE_DEFAULTS)
     extra_settings: dict[str, Any] = dict(BASE_DEFAULTS)
 
@@ -257,14 +262,26 @@ class OneShotOptimizer(MetaOptimizer):
 
     def _make_op_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         # foreach: the same updates as the per-parameter loop, bit for bit, in fewer kernel calls
+        nesterov = bool(self.nesterov) and bool(self.momentum)
         return build_optimizer(self.op_optimizer_cls, list(params), "op_optimizer", lr=self.learning_rate,
-                               weight_decay=self.weight_decay, momentum=self.momentum, foreach=True)
+                               weight_decay=self.weight_decay, momentum=self.momentum, foreach=True,
+                               **({"nesterov": True} if nesterov else {}))
 
     def _make_arch_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         if not params:  # every cell type out of scope: nothing to learn, keep a valid optimizer
             params = [nn.Parameter(torch.zeros(0))]
         return build_optimizer(self.arch_optimizer_cls, params, "arch_optimizer", lr=self.arch_learning_rate,
-                               weight_decay=self.arch_weight_decay, betas=ARCH_BETAS)
+                               weight_decay=self.effective_arch_weight_decay(), betas=self._arch_betas())
+
+    def effective_arch_weight_decay(self) -> float:
+        """The architecture optimizer's weight decay. Default: ``arch_weight_decay``."""
+        return self.arch_weight_decay
+
+    def _arch_betas(self) -> tuple[float, float]:
+        betas = tuple(float(b) for b in self.arch_betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise NasframeError(f"arch_betas must be two numbers in [0, 1), got {self.arch_betas!r}")
+        return betas
 
     def _require_graph(self) -> SuperNet:
         if self.graph is None:
@@ -317,6 +334,21 @@ class OneShotOptimizer(MetaOptimizer):
             logits = logits.float()
         return logits, self.loss(logits, y)
 
+    def _same_draws(self, loss_fn: Callable) -> Callable:
+        """``loss_fn`` with every call drawing the same random op weights (the generator's state
+        at the start of the step is restored before each call): the unrolled step's forwards
+        (train, unrolled validation, the two finite-difference points) then differentiate one
+        architecture sample, so the step is the hypergradient of that sample's losses."""
+        if not self.stochastic:
+            return loss_fn
+        state = self.rng.generator.get_state()
+
+        def call(x, y, weights=None):
+            self.rng.generator.set_state(state)
+            return loss_fn(x, y, weights)
+
+        return call
+
     def finite_difference_scale(self) -> float:
         """eps = scale / ||v|| in the unrolled step's Hessian-vector term."""
         return bilevel.FD_SCALE
@@ -341,7 +373,7 @@ class OneShotOptimizer(MetaOptimizer):
         if alphas and self.arch_step_enabled():
             if self.unrolled:
                 logits_val, loss_val, grads = bilevel.unrolled_alpha_grads(
-                    self._loss, self.op_optimizer, x_train, y_train, x_val, y_val, weights, alphas,
+                    self._same_draws(self._loss), self.op_optimizer, x_train, y_train, x_val, y_val, weights, alphas,
                     self.finite_difference_scale(), graphs_on_gpu)
             else:
                 with frozen(weights):

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import recipes
 from .engine import OneShotOptimizer
 from .mixed import MixedOp
 from .options import DEFAULTS as OPTION_DEFAULTS
@@ -37,7 +38,10 @@ class DARTSOptimizer(OneShotOptimizer):
     returns the class.
     """
 
-    extra_settings = dict(OPTION_DEFAULTS)
+    #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
+    search_recipes = recipes.DARTS
+
+    extra_settings = {**OPTION_DEFAULTS, "nesterov": False, "arch_betas": [0.5, 0.999]}
 
     def __init__(
         self,

@@ -72,6 +72,8 @@ class PartialMixedOp(nn.Module):
         for op, col in zip(self.ops.values(), self.columns):
             h = op(part) * weights[col]
             out = h if out is None else out + h
+        if self.k == 1:  # every channel went through the ops: no bypass
+            return out
         if self.stride == 2:
             rest = F.max_pool2d(rest, 2, 2)
         rest = rest * weights.sum()  # the edge's scale: its beta when the row's op weights sum to one

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import recipes
 from .engine import OneShotOptimizer
 from .partial import partial_cell_factory
 
@@ -16,6 +17,9 @@ class PCDARTSOptimizer(OneShotOptimizer):
     updated in the first ``warmup_epochs`` epochs. Paper defaults: k=4, weight lr 0.1,
     architecture lr 6e-4, 15 warm-up epochs.
     """
+
+    #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
+    search_recipes = recipes.PC_DARTS
 
     defaults = {"learning_rate": 0.1, "arch_learning_rate": 0.0006, "k": 4, "warmup_epochs": 15}
     strict_weight_inheritance = False

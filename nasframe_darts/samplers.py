@@ -18,12 +18,15 @@ def gumbel(shape, generator: torch.Generator) -> torch.Tensor:
 def hard_gumbel_softmax(alpha: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
     """GDAS's op weights: one-hot of ``argmax(log_softmax(alpha) + g)`` in value, the
     gradient of ``softmax((log_softmax(alpha) + g) / tau)`` (straight-through).
-    The sampled columns are attached as ``.sampled_index`` (a list, one per row)."""
+    The sampled columns are attached as ``.sampled_index`` (a list, one per row), the others as
+    ``.unsampled_mask`` (1 where a column was not sampled)."""
     g = gumbel(alpha.shape, generator).to(alpha.device, alpha.dtype)
     soft = F.softmax((F.log_softmax(alpha, dim=-1) + g) / tau, dim=-1)
     index = soft.detach().argmax(dim=-1)
-    hard = F.one_hot(index, alpha.shape[-1]).to(soft.dtype) - soft.detach() + soft
+    one = F.one_hot(index, alpha.shape[-1]).to(soft.dtype)
+    hard = one - soft.detach() + soft
     hard.sampled_index = index.tolist()
+    hard.unsampled_mask = 1 - one  # on the device: which columns were not sampled
     return hard
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from nasframe_core.errors import NasframeError
 
 from .bilevel import frozen
+from . import recipes
 from .engine import OneShotOptimizer
 from .samplers import project_rows_to_simplex, uniform
 
@@ -17,12 +18,17 @@ class SDARTSOptimizer(OneShotOptimizer):
 
     - ``attack=random`` (SDARTS-RS, the default): ``w + U(-eps, eps)``;
     - ``attack=adversarial`` (SDARTS-ADV): ``attack_steps`` steps of L-inf PGD on the train
-      loss, step ``2 eps / attack_steps``, random start, kept only if it raises the loss;
+      loss, step ``2 eps / attack_steps``, random start, kept only if it raises the loss; the
+      attack runs the supernet in eval mode (batch norm on its running statistics, which it
+      leaves unchanged), as the official ``Linf_PGD_alpha`` (SmoothDARTS ``attacker/perturb.py``);
 
     each projected back on the simplex (clamp to [0, 1], rows renormalised). ``eps`` rises
     linearly from ``epsilon_min`` to ``epsilon_max`` (``epoch / epochs``, the paper's 0.03 to
     0.3). The architecture step is plain DARTS; the fused path is kept.
     """
+
+    #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
+    search_recipes = recipes.SDARTS
 
     defaults = {"attack": "random", "epsilon_min": 0.03, "epsilon_max": 0.3, "attack_steps": 7}
     stochastic = True
@@ -56,6 +62,14 @@ class SDARTSOptimizer(OneShotOptimizer):
         step = 2 * eps / self.attack_steps
         params = [p for p in graph.parameters()]
         current = dict(start)
+        training = graph.training
+        graph.eval()
+        try:
+            return self._pgd_steps(x, y, clean, current, scoped, eps, step, params)
+        finally:
+            graph.train(training)
+
+    def _pgd_steps(self, x, y, clean, current, scoped, eps, step, params):
         with frozen(params):
             with torch.no_grad():
                 loss_before = self._loss(x, y, clean)[1]

@@ -222,7 +222,7 @@ def test_torch_names_for_optimizers_and_loss():
         ({"loss_criteria": "Linear"}, "loss_criteria 'Linear'", "CrossEntropyLoss"),
         ({"loss_criteria": "Module"}, "loss_criteria 'Module'", "CrossEntropyLoss"),
         ({"loss_criteria": "SGD"}, "loss_criteria 'SGD'", "CrossEntropyLoss"),
-        ({"nesterov": True}, "'nesterov'", "fused"),
+        ({"nesterv": True}, "'nesterv'", "nesterov"),
     ],
 )
 def test_unknown_names_raise_one_line_errors(kwargs, bad, suggested):

@@ -96,19 +96,25 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
     cell.fused = True  # the fused forms: only the sampled ops' parameters take part
     out = cell([x], weights)
 
-    # reference: node j = sum over incoming edges of weight * the sampled op's output (none adds zero)
-    calls.clear()
-    w_ref = weights.detach().clone().requires_grad_(True)
-    states = {spec.inputs[0]: x}
-    for node in spec.nodes:
-        total = torch.zeros_like(x)
-        for s, _ in spec.in_edges[node]:
-            row = spec.edge_index[(s, node)]
-            op_name = spec.ops[index[row]]
-            if op_name != "none":
-                total = total + w_ref[row, index[row]] * cell.edges[f"{s}->{node}"].ops[op_name](states[s])
-        states[node] = total
-    ref = states[spec.output[0]]
+    # reference, xautodl's NAS201SearchCell.forward_gdas: per edge
+    # sum(w[k] * op_k(x) if k == sampled else w[k]); the unsampled w[k] are 0 in value, not in gradient
+    def reference(with_unsampled: bool):
+        w_ref = weights.detach().clone().requires_grad_(True)
+        states = {spec.inputs[0]: x}
+        for node in spec.nodes:
+            total = torch.zeros_like(x)
+            for s, _ in spec.in_edges[node]:
+                row = spec.edge_index[(s, node)]
+                for k, op_name in enumerate(spec.ops):
+                    if k == index[row]:
+                        if op_name != "none":
+                            total = total + w_ref[row, k] * cell.edges[f"{s}->{node}"].ops[op_name](states[s])
+                    elif with_unsampled:
+                        total = total + w_ref[row, k]
+            states[node] = total
+        return states[spec.output[0]], w_ref
+
+    ref, w_ref = reference(True)
     flat = [p for m in cell.edges.values() for op in m.ops.values() for p in op.parameters()]
 
     def used(y):
@@ -119,12 +125,35 @@ def test_gdas_cell_runs_only_the_sampled_op_and_returns_its_output(float64):
     assert used(out) == used(ref) and used(out) <= sampled_params and used(out)
     torch.testing.assert_close(out.detach(), ref.detach(), rtol=1e-12, atol=1e-12)
 
-    # the straight-through weights carry the gradient of the sampled ops only
+    # every alpha of an edge gets a gradient through its straight-through weight
     upstream = torch.randn(out.shape)
     (grad,) = torch.autograd.grad((out * upstream).sum(), weights)
     (grad_ref,) = torch.autograd.grad((ref * upstream).sum(), w_ref)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    assert (grad[0] != 0).all()  # edge 1<-0 reaches the output: all five of its alphas
+    unsampled_mask = F.one_hot(torch.tensor(index), spec.num_ops) == 0
+    assert (grad[unsampled_mask] != 0).sum() >= 12
+
+    # unsampled_weights off (xautodl's NASNet cell): only the sampled ops' weights carry a gradient
+    cell.unsampled_weights = False
+    out = cell([x], weights)
+    ref, w_ref = reference(False)
+    torch.testing.assert_close(out.detach(), ref.detach(), rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), weights)
+    (grad_ref,) = torch.autograd.grad((ref * upstream).sum(), w_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
     assert grad[0, index[0]] != 0 and (grad[F.one_hot(torch.tensor(index), spec.num_ops) == 0] == 0).all()
+
+
+def test_gdas_every_alpha_gets_a_gradient_in_a_search_step():
+    """The default (xautodl's NB201 cell): after one step every alpha has a gradient; off: only sampled ones."""
+    from nasframe_darts import GDASOptimizer
+
+    for unsampled, expect_all in ((True, True), (False, False)):
+        opt = make(GDASOptimizer, NasBench201SearchSpace(C=4, N=1), unsampled_weights=unsampled)
+        opt.step(batch(), batch(seed=1))
+        grad = opt.graph.alphas["cell"].grad
+        assert bool((grad != 0).all()) is expect_all, grad
 
 
 # ----------------------------------------------------------------------------- DrNAS
@@ -137,6 +166,8 @@ def _dirichlet_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("reg_type", ["kl", "l2"])
 def test_drnas_regularizer_is_the_papers(float64, reg_type):
+    """kl: reg_scale * KL(Dir(elu(alpha) + 1) || Dir(prior)), no weight decay; l2 (the official
+    code's default, DrNAS architect.py): no loss term, Adam's weight decay is reg_scale."""
     from nasframe_darts import DrNASOptimizer
 
     opt = make(DrNASOptimizer, DartsSearchSpace(C=2, layers=3), reg_type=reg_type, reg_scale=0.25,
@@ -147,8 +178,13 @@ def test_drnas_regularizer_is_the_papers(float64, reg_type):
             alpha.copy_(torch.randn(alpha.shape) * 2)
         c = torch.where(alpha > 0, alpha, torch.exp(alpha) - 1) + 1  # elu + 1
         prior = torch.full_like(c, 1.5)
-        total = total + (_dirichlet_kl(c, prior).sum() if reg_type == "kl" else ((c - prior) ** 2).sum())
-    torch.testing.assert_close(opt.regularizer(), 0.25 * total, rtol=1e-10, atol=1e-12)
+        total = total + _dirichlet_kl(c, prior).sum()
+    decay = opt.arch_optimizer.param_groups[0]["weight_decay"]
+    if reg_type == "kl":
+        torch.testing.assert_close(opt.regularizer(), 0.25 * total, rtol=1e-10, atol=1e-12)
+        assert decay == 0.0
+    else:
+        assert opt.regularizer() is None and decay == 0.25
 
 
 def test_drnas_op_weights_follow_the_dirichlet_distribution(float64):
@@ -244,15 +280,24 @@ def test_pc_darts_waits_for_the_warm_up_before_architecture_steps():
 
 # ------------------------------------------------------------------------- FairDARTS
 def test_fair_darts_sigmoid_weights_and_zero_one_loss(float64):
+    """sigmoid weights; L01 = -w * mean((sigmoid - 0.5)^2) over the ops of the official op set (no 'none')."""
     from nasframe_darts import FairDARTSOptimizer
 
     opt = make(FairDARTSOptimizer, DartsSearchSpace(C=2, layers=3), zero_one_weight=3.0)
-    values = [v for row in randomize_alphas(opt) for v in row]
-    s = [1 / (1 + math.exp(-v)) for v in values]
+    rows = randomize_alphas(opt)
+    none = opt.graph.specs["normal"].ops.index("none")
+    s = [1 / (1 + math.exp(-v)) for row in rows for k, v in enumerate(row) if k != none]
     ref = -3.0 * sum((x - 0.5) ** 2 for x in s) / len(s)
     assert opt.regularizer().item() == pytest.approx(ref, rel=1e-12)
     a = opt.graph.alphas["normal"]
-    torch.testing.assert_close(opt.graph.op_weights()["normal"], 1 / (1 + torch.exp(-a)))
+    expected = 1 / (1 + torch.exp(-a))
+    expected[:, none] = 0.0
+    torch.testing.assert_close(opt.graph.op_weights()["normal"], expected)
+    # none_op=true: 'none' takes part as any other op (the former behaviour)
+    opt = make(FairDARTSOptimizer, DartsSearchSpace(C=2, layers=3), zero_one_weight=3.0, none_op=True)
+    values = [v for row in randomize_alphas(opt) for v in row]
+    s = [1 / (1 + math.exp(-v)) for v in values]
+    assert opt.regularizer().item() == pytest.approx(-3.0 * sum((x - 0.5) ** 2 for x in s) / len(s), rel=1e-12)
 
 
 # -------------------------------------------------------------------------- beta-DARTS
