@@ -147,3 +147,22 @@ def test_the_python_api_snippet_runs_as_written(monkeypatch, capsys):
     genotype, statistics = capsys.readouterr().out.splitlines()
     assert genotype.startswith("|") and genotype.count("~") == 6
     assert statistics == "None"  # no table attached
+
+
+def test_the_readme_is_short_and_its_ci_blocks_and_commands_hold():
+    import shlex
+
+    from nasframe_core.cli import build_parser, config_from_args
+
+    readme = DOCS.parent / "README.md"
+    text = readme.read_text()
+    assert len(text.splitlines()) <= 200
+    blocks = re.findall(r"<!-- ci: ([\w-]+) -->\s*```(?:bash|sh)?\n(.*?)```", text, re.S)
+    assert [name for name, _ in blocks] == ["first-run", "tests"]
+    host = make_plugin_manager()
+    (first_run,) = [line for line in blocks[0][1].splitlines() if line.startswith("nasframe run")]
+    cfg = config_from_args(host, build_parser(host).parse_args(shlex.split(first_run)[1:]), "run")
+    assert (cfg.run.epochs, cfg.search_space.settings, cfg.optimizer.settings) == (
+        50, {"N": 1}, {"arch_learning_rate": 0.01})
+    for page in ("design", "plugins", "oneshot", "blackbox", "performance", "reproductions"):
+        assert f"(docs/{page}.md)" in text and (DOCS / f"{page}.md").is_file(), page
