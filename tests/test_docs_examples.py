@@ -117,6 +117,8 @@ def test_the_tiny_table_scores_a_black_box_search(tiny, tmp_path):
     table = table_plugin.TinyTable(path)
     table.load()
     assert result["test_statistics"] == table.query(result["genotype"], "cifar10", "test_accuracy")
+    assert table.query_all(result["genotype"], "cifar10") == {  # what nasframe query prints
+        "valid_accuracy": best["valid_accuracy"], "test_accuracy": result["test_statistics"], "train_time_s": 10.0}
     with pytest.raises(NasframeError, match="datasets: cifar10"):
         table.query(result["genotype"], "cifar100", "test_accuracy")
 
@@ -138,6 +140,26 @@ def test_the_entropy_darts_method_runs_with_its_setting(tiny, tmp_path):
                     "optimizer.entropy_weight": 0.5, "run.epochs": 2})
     result = execute(cfg, host, out=tmp_path / "run", quiet=True)
     assert result["genotype"].count(":") == 3
+
+
+def test_the_process_hook_sets_threads_only_when_asked_and_records_it(tiny, tmp_path, monkeypatch):
+    import torch
+
+    threads = example("plugins.md", "# nasframe_threads.py")
+    host = make_plugin_manager(plugins=[("tiny", tiny), ("threads", threads)])
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("NASFRAME_THREADS", "1")
+        cfg = config(**{"search_space.name": "tiny"})
+        result = execute(cfg, host, out=tmp_path / "python", quiet=True)  # a library call: left alone
+        assert "threads_from" not in result["runtime"] and torch.get_num_threads() == before
+        result = execute(cfg, host, out=tmp_path / "owned", quiet=True, owns_process=True)
+        assert result["runtime"]["threads_from"] == "NASFRAME_THREADS=1" and result["runtime"]["threads"] == 1
+        monkeypatch.setenv("NASFRAME_THREADS", "many")
+        with pytest.raises(NasframeError, match="NASFRAME_THREADS must be a whole number"):
+            execute(cfg, host, out=tmp_path / "bad", quiet=True, owns_process=True)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_python_api_snippet_runs_as_written(monkeypatch, capsys):
