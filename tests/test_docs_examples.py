@@ -188,3 +188,12 @@ def test_the_readme_is_short_and_its_ci_blocks_and_commands_hold():
         50, {"N": 1}, {"arch_learning_rate": 0.01})
     for page in ("design", "plugins", "oneshot", "blackbox", "performance", "reproductions"):
         assert f"(docs/{page}.md)" in text and (DOCS / f"{page}.md").is_file(), page
+
+
+def test_the_readme_installs_torch_and_torchvision_together_from_the_cpu_index_first():
+    """`pip install .` keeps a CPU torch only if torchvision came from the same index with it."""
+    text = (DOCS.parent / "README.md").read_text()
+    cpu = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    assert cpu in text
+    assert text.index(cpu) < text.index("<!-- ci: first-run -->")
+    assert not re.search(r"pip install torch --index-url", text)  # torch alone: torchvision pulls the CUDA build
