@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=0, help="cap the epoch (0: the whole epoch)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--cpu-kernels", action="store_true",
+                    help="enable nasframe_cpu (native kernels, allocator setting), as nasframe run --cpu-kernels does")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
     if a.threads:
@@ -43,6 +45,7 @@ def main() -> None:
     cfg.set("run.device", a.device)
     cfg.set("run.batch_size", a.batch)
     cfg.set("run.epochs", 1)
+    cfg.set("run.cpu_kernels", a.cpu_kernels)
     if a.steps:
         cfg.set("run.steps_per_epoch", a.steps)
     for item in a.overrides:
@@ -51,7 +54,8 @@ def main() -> None:
     host = make_plugin_manager()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = execute(cfg, host, out=Path(tmp) / "run", quiet=True)
+        # this script owns its process, as the nasframe command does
+        result = execute(cfg, host, out=Path(tmp) / "run", quiet=True, owns_process=True)
         total = time.perf_counter() - t0
         metrics = json.loads((Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()[0])
     steps = metrics.get("steps") or (a.steps or None)
@@ -59,7 +63,7 @@ def main() -> None:
     out = {"dataset": a.dataset, "space": a.search_space, "device": a.device, "batch": a.batch,
            "epoch_seconds": seconds, "total_seconds": round(total, 3), "steps": steps,
            "images_per_s": (2 * a.batch * steps / seconds) if steps else None,
-           "genotype": result["genotype"]}
+           "genotype": result["genotype"], "runtime": result.get("runtime")}
     print(json.dumps(out))
 
 

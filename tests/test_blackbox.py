@@ -384,14 +384,14 @@ def test_small_reproduction_of_the_published_table(nb201_csv):
         assert abs(r["mean"] - r["published_mean"]) < 0.8, r
 
 
-def test_the_readme_optimizer_plugin_runs(tmp_path, nb201_csv):
+def test_the_documented_optimizer_plugin_runs(tmp_path, nb201_csv):
     import re
     import types
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "plugins.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "GreedyMutation" in b)
-    module = types.ModuleType("readme_greedy")
-    exec(compile(block, "README.md", "exec"), module.__dict__)
+    module = types.ModuleType("docs_greedy")
+    exec(compile(block, "docs/plugins.md", "exec"), module.__dict__)
     host = make_plugin_manager(plugins=[("greedy", module)])
     result = execute(_config("greedy", nb201_csv, **{"optimizer.evaluations": 30, "optimizer.explore": 0.5}),
                      host, out=tmp_path / "run", quiet=True)

@@ -33,6 +33,23 @@ def nasframe(*args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
                           env=full_env, timeout=timeout)
 
 
+def nasframe_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`main()` called in this process, seen as the command's exit status and output (without
+    NASFRAME_NB201, as `nasframe()` runs it): a one-line message needs no fresh interpreter."""
+    capsys.readouterr()  # what earlier calls of the test printed is not this command's output
+    saved = os.environ.pop("NASFRAME_NB201", None)
+    try:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's errors leave through sys.exit, as in the console script
+            code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        if saved is not None:
+            os.environ["NASFRAME_NB201"] = saved
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["nasframe", *args], code, out, err)
+
+
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -84,11 +101,11 @@ def test_same_seed_same_result_and_different_seed_differs(tmp_path):
     assert results[0] != results[2]
 
 
-def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path):
+def test_out_refuses_an_existing_run_and_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = nasframe("run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out))
+    proc = nasframe_in_process(capsys, "run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out))
     line = one_error_line(proc)
     assert "--resume" in line and str(out) in line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -126,20 +143,29 @@ def test_the_resume_hint_can_be_pasted_into_a_shell(tmp_path):
         (["--batch-size", "4096"], "smaller than one batch"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path, args, needle):
+def test_bad_input_is_one_line(tmp_path, capsys, args, needle):
     out = tmp_path / "run"
     base = BASE if "--dataset" in args else TINY
-    proc = nasframe("run", *base, "--epochs", "1", *args, "--out", str(out))
+    proc = nasframe_in_process(capsys, "run", *base, "--epochs", "1", *args, "--out", str(out))
     assert needle in one_error_line(proc)
     assert not out.exists()  # settings are checked before the run directory is created
 
 
-def test_bad_config_file_names_the_file(tmp_path):
+def test_bad_input_in_a_fresh_process_is_one_line_and_exit_2(tmp_path):
+    """The command itself, as a shell runs it: one line on stderr, nothing on stdout, status 2."""
+    out = tmp_path / "run"
+    proc = nasframe("run", *TINY, "--epochs", "1", "--optimizer", "nope", "--out", str(out))
+    assert "unknown optimizer 'nope'" in one_error_line(proc)
+    assert proc.returncode == 2 and proc.stdout == "" and not out.exists()
+
+
+def test_bad_config_file_names_the_file(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("run: {epochs: [1, 2\n")
-    assert str(cfg) in one_error_line(nasframe("run", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")))
+    run = ("run", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert str(cfg) in one_error_line(nasframe_in_process(capsys, *run))
     cfg.write_text("run:\n  epochz: 3\n")
-    assert "run.epochz" in one_error_line(nasframe("run", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")))
+    assert "run.epochz" in one_error_line(nasframe_in_process(capsys, *run))
 
 
 def test_config_file_toml_and_yaml_then_flags_then_set(tmp_path):
@@ -160,7 +186,7 @@ def test_config_file_toml_and_yaml_then_flags_then_set(tmp_path):
     assert cfg.search_space.name == "darts" and cfg.search_space.settings == {"C": 8} and cfg.run.batch_size == 16
 
 
-def test_unwritable_run_directory(tmp_path):
+def test_unwritable_run_directory(tmp_path, capsys):
     if os.geteuid() == 0:
         target = Path("/proc/nasframe-run")  # not creatable even for root
     else:
@@ -168,27 +194,28 @@ def test_unwritable_run_directory(tmp_path):
         locked.mkdir()
         locked.chmod(0o500)
         target = locked / "run"
-    line = one_error_line(nasframe("run", *TINY, "--epochs", "1", "--out", str(target)))
+    line = one_error_line(nasframe_in_process(capsys, "run", *TINY, "--epochs", "1", "--out", str(target)))
     assert "cannot write the run directory" in line
 
 
-def test_truncated_checkpoint_on_resume_names_the_file(tmp_path):
+def test_truncated_checkpoint_on_resume_names_the_file(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "1", "--out", str(out)]) == 0
     ckpt = out / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     truncated = ckpt.read_bytes()
     metrics = (out / "metrics.jsonl").read_bytes()
-    line = one_error_line(nasframe("run", "--resume", str(out), "--epochs", "3"))
+    line = one_error_line(nasframe_in_process(capsys, "run", "--resume", str(out), "--epochs", "3"))
     assert str(ckpt) in line and "truncated or corrupt" in line
     assert ckpt.read_bytes() == truncated and (out / "metrics.jsonl").read_bytes() == metrics
 
 
-def test_resume_refuses_changing_flags(tmp_path):
+def test_resume_refuses_changing_flags(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out)]) == 0
-    assert "--seed cannot change a run being resumed" in one_error_line(nasframe("run", "--resume", str(out), "--seed", "3"))
-    assert "no such run directory" in one_error_line(nasframe("run", "--resume", str(tmp_path / "none")))
+    line = one_error_line(nasframe_in_process(capsys, "run", "--resume", str(out), "--seed", "3"))
+    assert "--seed cannot change a run being resumed" in line
+    assert "no such run directory" in one_error_line(nasframe_in_process(capsys, "run", "--resume", str(tmp_path / "none")))
 
 
 def test_resume_extends_a_finished_run_like_a_longer_run(tmp_path):
@@ -307,11 +334,20 @@ def test_show_and_plot(tmp_path, capsys):
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_damaged_benchmark_table_fails_before_any_epoch(tmp_path):
+@pytest.mark.parametrize("command", ["show", "plot"])
+def test_show_and_plot_in_a_fresh_process_name_a_missing_run(tmp_path, command):
+    """The commands themselves, as a shell runs them: one line on stderr, status 2."""
+    missing = tmp_path / "no-such-run"
+    proc = nasframe(command, str(missing))
+    assert str(missing) in one_error_line(proc)
+    assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_a_damaged_benchmark_table_fails_before_any_epoch(tmp_path, capsys):
     bad = tmp_path / "nb201.csv"
     bad.write_text("a,b\n1,2\n")
     out = tmp_path / "run"
-    line = one_error_line(nasframe("run", *TINY, "--epochs", "1", "--benchmark", str(bad), "--out", str(out)))
+    line = one_error_line(nasframe_in_process(capsys, "run", *TINY, "--epochs", "1", "--benchmark", str(bad), "--out", str(out)))
     assert str(bad) in line
     assert not (out / "checkpoint.pt").exists() and not (out / "metrics.jsonl").exists()
 

@@ -25,6 +25,23 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
+def cli_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`main()` called in this process, seen as `cli()` sees the command (exit status, output,
+    no NASFRAME_NB201): a one-line message needs no fresh interpreter."""
+    capsys.readouterr()
+    saved = os.environ.pop("NASFRAME_NB201", None)
+    try:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's errors leave through sys.exit
+            code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        if saved is not None:
+            os.environ["NASFRAME_NB201"] = saved
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["nasframe", *args], code, out, err)
+
+
 def test_darts_recipe_is_the_default_and_overridable():
     host = make_plugin_manager()
     args = build_parser(host).parse_args(["train", "--search-space", "darts", "--genotype", str(DARTS_V2)])
@@ -115,20 +132,20 @@ def test_training_resumes_exactly(tmp_path):
         ("not a genotype", "genotype does not parse"),
     ],
 )
-def test_bad_genotype_is_one_line(tmp_path, genotype, needle):
-    proc = cli("train", *DARTS_SMALL, *DATA, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "t"))
+def test_bad_genotype_is_one_line(tmp_path, capsys, genotype, needle):
+    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "t"))
     assert proc.returncode != 0
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert needle in lines[0]
 
 
-def test_train_needs_a_genotype(tmp_path):
-    proc = cli("train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
+def test_train_needs_a_genotype(tmp_path, capsys):
+    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "required: --genotype" in proc.stderr
     config = tmp_path / "c.yaml"  # a config file may hold the genotype; this one does not
     config.write_text("run: {epochs: 1}\n")
-    proc = cli("train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
+    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "needs --genotype" in proc.stderr
     assert not (tmp_path / "t").exists()
 
@@ -143,7 +160,7 @@ def test_darts_v2_builds_the_published_size():
     assert sum(p.numel() for p in net.parameters()) == 3_349_342 + 476_426
 
 
-def test_space_of_the_recipe_comes_from_set_or_from_the_genotype_source(tmp_path):
+def test_space_of_the_recipe_comes_from_set_or_from_the_genotype_source(tmp_path, capsys):
     host = make_plugin_manager()
     args = build_parser(host).parse_args(["train", "--set", "search_space.name=darts", "--genotype", str(DARTS_V2)])
     cfg = config_from_args(host, args, "train")
@@ -153,6 +170,17 @@ def test_space_of_the_recipe_comes_from_set_or_from_the_genotype_source(tmp_path
     (run_dir / "result.json").write_text(json.dumps({"genotype": str(DARTS_V2), "search_space": "darts"}))
     cfg = config_from_args(host, build_parser(host).parse_args(["train", "--genotype", str(run_dir)]), "train")
     assert cfg.search_space.name == "darts" and cfg.train.auxiliary_weight == 0.4
-    proc = cli("train", "--search-space", "nasbench201", "--genotype", str(run_dir), "--out", str(tmp_path / "t"))
+    proc = cli_in_process(capsys, "train", "--search-space", "nasbench201", "--genotype", str(run_dir),
+                          "--out", str(tmp_path / "t"))
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and "comes from a 'darts' search" in lines[0]
+
+
+def test_train_in_a_fresh_process_bad_genotype_is_one_line_and_exit_2(tmp_path):
+    """The command itself, as a shell runs it: one line on stderr, nothing on stdout, status 2."""
+    proc = cli("train", *DARTS_SMALL, *DATA, "--genotype", "not a genotype", "--epochs", "1",
+               "--out", str(tmp_path / "t"))
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("nasframe: error:") and "genotype does not parse" in lines[0]
+    assert proc.returncode == 2 and proc.stdout == "" and not (tmp_path / "t").exists()
