@@ -15,12 +15,10 @@ from .errors import NasframeError
 from .hookspecs import hookimpl, hookspec
 from .plugins import PluginHost, make_plugin_manager
 
-try:
-    from importlib.metadata import version as _version
+from .dist import version as _version
 
-    __version__ = _version("nasframe-darts")
-except Exception:  # running from a source tree that is not installed
-    __version__ = "0.1.0"
+#: the version of whichever installed distribution ships the core
+__version__ = _version()
 
 __all__ = [
     "hookimpl",

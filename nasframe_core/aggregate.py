@@ -38,7 +38,7 @@ def run_records(point: dict) -> list[dict]:
     result, values, cfg = point["result"], point["values"], point["config"]
     optimizer = cfg.get("optimizer") or {}
     base = {
-        # a grid label (``{name: darts, label: darts-2nd, ...}``) names the row; else the plugin
+        # a grid label (``{name: myopt, label: myopt-2nd, ...}``) names the row; else the plugin
         "optimizer": values.get("optimizer") or result.get("optimizer") or optimizer.get("name"),
         "_optimizer": (optimizer.get("name"), {k: v for k, v in optimizer.items() if k != "name"}),
         "search_space": result.get("search_space") or (cfg.get("search_space") or {}).get("name"),

@@ -67,7 +67,7 @@ class DiscreteCell(CellBase):
     """A cell with one chosen op per kept edge; nodes sum their incoming edges.
 
     ``drop_prob`` (set by the trainer, usually rising over the epochs) applies drop-path to
-    the output of every non-identity op while training, as in the DARTS evaluation network.
+    the output of every non-identity op while training, as in Liu et al. 2019's evaluation network.
     """
 
     def __init__(self, spec: CellSpec, choices: Sequence[Choice], op_builder: OpBuilder):

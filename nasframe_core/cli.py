@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .dist import ray_hint
 from .errors import NasframeError
 from .plugins import PluginHost, make_plugin_manager
 
@@ -30,7 +31,14 @@ def _installed(host: PluginHost) -> str:
     return "\n".join(lines)
 
 
-def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
+def _default_name(host: PluginHost, kind: str) -> str:
+    try:
+        return host.default(kind)
+    except NasframeError:
+        return "none installed"
+
+
+def _add_run_flags(p: argparse.ArgumentParser, train: bool, host: PluginHost) -> None:
     from .config import Config
 
     d = Config()
@@ -39,13 +47,13 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     recipe = "the space's training recipe"
     g = p.add_argument_group("what to run")
     if not train:
-        g.add_argument("--optimizer", help=f"search optimizer (default: {d.optimizer.name})")
+        g.add_argument("--optimizer", help=f"search optimizer (default: {_default_name(host, 'optimizer')})")
         g.add_argument("--recipe", help="the optimizer's search recipe to start from (default: its recipe for the "
-                                        "search space; darts: the DARTS paper's; see nasframe recipes)")
+                                        "search space; nasframe recipes lists them)")
     g.add_argument("--search-space", dest="search_space",
                    help="search space (default: the genotype's)" if train else
-                   f"search space (default: {d.search_space.name})")
-    g.add_argument("--dataset", help=f"dataset (default: {d.dataset.name}, offline; the paper uses cifar10)")
+                   f"search space (default: {_default_name(host, 'search_space')})")
+    g.add_argument("--dataset", help=f"dataset (default: {_default_name(host, 'dataset')})")
     g.add_argument("--data-dir", dest="data_dir", help="where the dataset's files are, or go (default: the dataset's own)")
     g.add_argument("--benchmark", help="benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
     g = p.add_argument_group("loop")
@@ -57,13 +65,13 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g.add_argument("--seed", type=int, help=f"the one seed behind every random choice (default: {r.seed})")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"default: {r.device} (CUDA when available)")
     g.add_argument("--cpu-kernels", dest="cpu_kernels", action="store_const", const=True,
-                   help="run.cpu_kernels=true: native CPU kernels and allocator setting (nasframe_cpu); faster on "
+                   help="run.cpu_kernels=true: native CPU kernels and allocator setting of an installed CPU plugin; faster on "
                         "some CPUs, and the same seed may then take another path (default: off)")
     if not train:
         g = p.add_argument_group("black-box search: where evaluations run")
         g.add_argument("--executor", choices=("serial", "simulated", "ray"),
                        help="serial: one at a time here (default); simulated: virtual workers on the table's "
-                            "charged seconds; ray: Ray tasks (pip install 'nasframe-darts[ray]')")
+                            f"charged seconds; ray: Ray tasks ({ray_hint()})")
         g.add_argument("--workers", type=int, help="evaluations at once (default 1)")
         g.add_argument("--address", help="Ray cluster address (default: start a local one, or $RAY_ADDRESS)")
     g = p.add_argument_group("run directory and configuration")
@@ -95,7 +103,7 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 
     p = sub.add_parser("run", help="run a search", epilog=installed, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run an architecture search and leave a run directory.")
-    _add_run_flags(p, train=False)
+    _add_run_flags(p, train=False, host=host)
 
     p = sub.add_parser("train", help="train a found architecture from scratch", epilog=installed,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -104,7 +112,7 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     g.add_argument("--genotype", required=genotype_required, metavar="RUN_DIR|FILE|STRING",
                    help="a finished run directory, a genotype file, or the genotype string "
                         "(taken from the run with --resume, or from --config FILE when it has one)")
-    _add_run_flags(p, train=True)
+    _add_run_flags(p, train=True, host=host)
 
     p = sub.add_parser("recipes", help="list the optimizers' search recipes per search space, with their sources")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -213,7 +221,7 @@ def config_from_args(host: PluginHost, args, command: str):
                 f"the genotype comes from a {from_genotype!r} search but the search space is {chosen!r}; "
                 f"drop --search-space or use {from_genotype!r}"
             )
-        cfg.search_space.name = chosen or from_genotype or cfg.search_space.name
+        cfg.search_space.name = chosen or from_genotype or host.default("search_space")
         apply_recipe(cfg, host)
     else:
         # the optimizer's search recipe for the space: under the file, the flags and --set
@@ -221,8 +229,8 @@ def config_from_args(host: PluginHost, args, command: str):
 
         optimizer = _set_value(args.overrides, "optimizer.name") or args.optimizer or _name_in(file_data, "optimizer")
         space = _set_value(args.overrides, "search_space.name") or args.search_space or _name_in(file_data, "search_space")
-        cfg.optimizer.name = optimizer or cfg.optimizer.name
-        cfg.search_space.name = space or cfg.search_space.name
+        cfg.optimizer.name = optimizer or host.default("optimizer")
+        cfg.search_space.name = space or host.default("search_space")
         space_name = host.get("search_space", cfg.search_space.name).name
         apply_search_recipe(cfg, select_recipe(host, cfg.optimizer.name, space_name, getattr(args, "recipe", None)))
     if file_data:
@@ -244,7 +252,7 @@ def config_from_args(host: PluginHost, args, command: str):
         if not sep or not key.strip():
             raise NasframeError(f"--set takes KEY=VALUE, got {item!r}")
         cfg.set(key.strip(), value.strip())
-    # check names and settings now, so a typo fails before any data is loaded
+    # check names and settings now, so a typo fails before any data is loaded (unnamed: the defaults)
     cfg.check_plugins(host)
     for key, value in (("epochs", cfg.run.epochs), ("batch_size", cfg.run.batch_size)):
         if value < 1:

@@ -18,7 +18,7 @@ genotype (:meth:`genotype_choices`). What an op *means* comes from the space:
   node fed by no live node always outputs zero, and a node that reaches no output node is
   computed for nothing.
 - **Skip connections taking over**: at least half of a cell's kept edges (and at least two)
-  are skip ops. This is the known failure of DARTS (Zela et al., ICLR 2020; Chu et al., 2020):
+  are skip ops. This is the known failure of differentiable search (Zela et al., ICLR 2020; Chu et al., 2020):
   parameter-free ops win the bilevel game and the cell degenerates.
 """
 from __future__ import annotations
@@ -138,7 +138,7 @@ def structure_warnings(space: Any, genotype: Any) -> list[str]:
         if kept and len(skips) >= 2 and len(skips) >= SKIP_FRACTION * len(kept):
             lines.append(
                 f"{cell_type}: skip connections take over: {len(skips)} of {len(kept)} kept edges are "
-                f"{'/'.join(sorted({c.op for c in skips}))} (the known DARTS collapse; the cell has almost nothing "
+                f"{'/'.join(sorted({c.op for c in skips}))} (the known collapse of differentiable search; the cell has almost nothing "
                 f"to learn); search shorter, regularise, or limit the skip connections"
             )
     return lines

@@ -32,7 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover
 class RunSettings:
     """The loop's settings, for search and training alike.
 
-    Defaults are the DARTS paper's search (50 epochs, batch 64, the training set split 50/50,
+    Defaults are the first one-shot paper's search (Liu et al. 2019: 50 epochs, batch 64, the training set split 50/50,
     cosine schedule down to 0.001); the dataset default is the offline ``digits``.
     """
 
@@ -47,7 +47,7 @@ class RunSettings:
     lr_min: float = 0.001
     scheduler: str = "cosine"
     eval_test: bool = False
-    #: let a plugin that provides native CPU kernels (``nasframe_cpu``) run them, in a process the
+    #: let a plugin that provides native CPU kernels run them, in a process the
     #: ``nasframe`` command owns; off by default so a seed gives the same search on every machine
     cpu_kernels: bool = False
     #: where a black-box search's evaluations run: serial, simulated or ray
@@ -69,7 +69,7 @@ class RunSettings:
 class TrainSettings:
     """``nasframe train`` only: the weights' optimizer and the evaluation protocol.
 
-    Defaults are the DARTS evaluation protocol; each space's ``train_recipe`` sets its own.
+    Defaults are Liu et al. 2019's evaluation protocol; each space's ``train_recipe`` sets its own.
     """
 
     learning_rate: float = 0.025
@@ -98,16 +98,17 @@ class AugmentSettings:
 class PluginChoice:
     """A plugin name and the settings passed to its factory."""
 
-    name: str
+    name: Optional[str]
     settings: dict = attrs.field(factory=dict)
 
 
 @attrs.define
 class Config:
     command: str = "run"
-    optimizer: PluginChoice = attrs.field(factory=lambda: PluginChoice("darts"))
-    search_space: PluginChoice = attrs.field(factory=lambda: PluginChoice("nasbench201"))
-    dataset: PluginChoice = attrs.field(factory=lambda: PluginChoice("digits"))
+    # no name: the installed default (a registration with default=True; see fill_defaults)
+    optimizer: PluginChoice = attrs.field(factory=lambda: PluginChoice(None))
+    search_space: PluginChoice = attrs.field(factory=lambda: PluginChoice(None))
+    dataset: PluginChoice = attrs.field(factory=lambda: PluginChoice(None))
     run: RunSettings = attrs.field(factory=RunSettings)
     train: TrainSettings = attrs.field(factory=TrainSettings)
     augment: AugmentSettings = attrs.field(factory=AugmentSettings)
@@ -176,8 +177,17 @@ class Config:
         """The plugin kinds this command uses (training uses no search optimizer)."""
         return ("search_space", "dataset") if self.command == "train" else ("optimizer", "search_space", "dataset")
 
+    def fill_defaults(self, host) -> None:
+        """Name the installed default of every plugin kind left unnamed (:meth:`PluginHost.default`)."""
+        for kind in self.plugin_kinds():
+            choice: PluginChoice = getattr(self, kind)
+            if choice.name is None:
+                choice.name = host.default(kind)
+
     def check_plugins(self, host) -> None:
-        """Check plugin names and settings against what is installed (converting values)."""
+        """Check plugin names and settings against what is installed (converting values); an
+        unnamed plugin is the installed default."""
+        self.fill_defaults(host)
         for kind in self.plugin_kinds():
             choice: PluginChoice = getattr(self, kind)
             reg = host.get(kind, choice.name)

@@ -19,7 +19,7 @@ def _cifar(which):
 
 @hookimpl
 def nasframe_register_datasets(register):
-    register("digits", f"{_SOURCES}:Digits", description="scikit-learn's 8x8 handwritten digits; offline, nothing to download")
+    register("digits", f"{_SOURCES}:Digits", default=True, description="scikit-learn's 8x8 handwritten digits; offline, nothing to download")
     register("synthetic", f"{_SOURCES}:Synthetic", description="random class-conditional images, for tests")
     register("cifar10", _cifar("cifar10"),
              description="CIFAR-10 (torchvision files, or train/<class>/ image folders or a .tar.gz of them)")

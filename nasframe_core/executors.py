@@ -6,7 +6,7 @@
   delivered in the order their simulated runs finish, so an asynchronous search on a table is
   deterministic and reproducible on one core, with the wall-clock behaviour of ``workers`` real
   workers (as Syne Tune's simulator backend).
-- ``ray``: Ray core tasks (``pip install 'nasframe-darts[ray]'``), at most ``workers`` at once:
+- ``ray``: Ray core tasks (the distribution's ``ray`` extra), at most ``workers`` at once:
   ``ray.init()`` on this machine, or ``address`` for an existing cluster; one GPU per task where
   the cluster has GPUs, one CPU otherwise. A task whose worker process dies is started again,
   up to ``max_attempts`` starts in all, then recorded as failed. Cheap evaluators (a table
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
+from .dist import ray_hint
 from .errors import NasframeError
 from .evaluation import Score, run_evaluation
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .genotype import Genotype
 
 EXECUTORS = ("serial", "simulated", "ray")
-RAY_HINT = "pip install 'nasframe-darts[ray]' (or pip install ray)"
+RAY_HINT = ray_hint()
 
 
 @attrs.frozen

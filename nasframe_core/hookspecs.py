@@ -33,7 +33,7 @@ Observers
     ``stop_reason``. ``run.job`` is the loop's own object and no part of the contract.
 
 Two kinds of optimizer
-    ``MetaOptimizer.using_step_function`` True (one-shot, e.g. DARTS): the loop loads the
+    ``MetaOptimizer.using_step_function`` True (one-shot methods): the loop loads the
     dataset, calls ``nasframe_adapt_search_space`` with a
     :class:`~nasframe_core.data.DatasetInfo`, then ``nasframe_step`` for every pair of batches.
     False (black-box: ``rs``, ``re``, ``ls``): no dataset is loaded and ``nasframe_step`` is

@@ -1,7 +1,7 @@
 """The standard candidate operations of cell-based NAS spaces.
 
 Search spaces build their candidates from these classes, and optimizers recognise them:
-DARTS's fast path shares the parameter-free ones between the edges leaving one node and
+The one-shot engine's fast path shares the parameter-free ones between the edges leaving one node and
 batches the :class:`ReLUConvBN` convolutions of those edges into one call. A space may use
 ops of its own as well; they then run one by one.
 """

@@ -5,7 +5,7 @@ There is no module-level state: :func:`make_plugin_manager` builds a fresh
 
 Nothing is decided by load order. When two plugins register one name of one kind, both
 registrations are kept and the name is ambiguous: ``nasframe plugins`` lists both, and using
-the bare name is an error naming both plugins; ``plugin:name`` (e.g. ``darts:darts``) or
+the bare name is an error naming both plugins; ``plugin:name`` (e.g. ``myplugin:myoptimizer``) or
 ``NASFRAME_PLUGINS`` chooses. A plugin hook that matches no hook specification (a typo) is
 reported and ignored; the plugin's other hooks load, since dropping them too would turn one
 misspelt name into many missing ones. Factories' products are checked against the base class
@@ -41,7 +41,7 @@ _PRODUCT = {
     "dataset": ("nasframe_core.data", "DatasetSource"),
     "benchmark": ("nasframe_core.benchmark", "Benchmark"),
 }
-#: separates a plugin name from a registered name: ``darts:darts``
+#: separates a plugin name from a registered name: ``myplugin:myoptimizer``
 QUALIFIER = ":"
 KIND_LABEL = {
     "optimizer": "optimizer",
@@ -256,6 +256,21 @@ class PluginHost:
     def names(self, kind: str) -> list[str]:
         """The registered names of ``kind`` (an ambiguous one once)."""
         return sorted(self._registry[kind])
+
+    def default(self, kind: str) -> str:
+        """The name used when a run names no plugin of ``kind``: the one registration of that kind
+        that declares ``default=True`` (``register(name, factory, default=True)``). None or several
+        such is an error naming the fix."""
+        found = sorted({r.name for r in self.registrations(kind) if r.options.get("default")})
+        label = KIND_LABEL[kind]
+        flag = "--" + kind.replace("_", "-")
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise NasframeError(f"no installed plugin declares a default {label}; name one with {flag} "
+                                f"(installed: {', '.join(self.names(kind)) or 'none'})" + self._selection_note())
+        raise NasframeError(f"several installed plugins declare a default {label} ({', '.join(found)}); name one "
+                            f"with {flag}")
 
     def registrations(self, kind: str) -> list[Registration]:
         """Every registration of ``kind``, by name, then plugin."""

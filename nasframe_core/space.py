@@ -3,7 +3,7 @@
 A search-space plugin describes; an optimizer plugin executes. The space says which cell
 types exist (:class:`CellSpec`: a DAG whose edges carry candidate op names), how to build
 each op, and how cells are stacked into a network. An optimizer turns every edge into
-whatever it needs (a MixedOp for DARTS) through the *cell factory* it passes to
+whatever it needs (a mixed op for a one-shot method) through the *cell factory* it passes to
 :meth:`SearchSpace.build_network`. The graph is walked once, when the network is built:
 the modules keep a precomputed edge order and never touch networkx during a forward.
 """

@@ -134,7 +134,7 @@ PLUGIN_KEYS = ("optimizer", "search_space", "dataset")
 
 
 class Variant:
-    """A plugin named in a grid with settings of its own: ``{name: darts, label: darts-2nd,
+    """A plugin named in a grid with settings of its own: ``{name: myopt, label: myopt-2nd,
     unrolled: true}`` (the label names the point and its row; default: the name)."""
 
     def __init__(self, name: str, label: str, settings: dict):

@@ -1,7 +1,7 @@
 """Training a found architecture from scratch (``nasframe train``).
 
 The space supplies the network of a genotype and its evaluation recipe (``train_recipe``:
-the DARTS space uses the paper's 600 epochs, batch 96, C=36, 20 cells, auxiliary head 0.4,
+a cell space may use its paper's 600 epochs, batch 96, C=36, 20 cells, auxiliary head 0.4,
 drop-path 0.2, cutout 16; NB201 its own 200-epoch recipe). Every setting can be overridden.
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ def nasframe_register_optimizers(register):
     from .family import METHODS
 
     for name, (path, description) in METHODS.items():
-        register(name, path, description=description)
+        # DARTS is what `nasframe run` searches with when no optimizer is named
+        register(name, path, description=description, default=name == "darts")
 
 
 @hookimpl

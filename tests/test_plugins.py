@@ -786,3 +786,39 @@ def test_a_registration_by_path_loads_on_first_use_and_a_bad_path_is_one_line():
     with pytest.raises(NasframeError, match=r"optimizer 'missing' of plugin 'paths' cannot be loaded from "
                                             r"nasframe_blackbox.nowhere:Nothing \(.*\); reinstall the plugin"):
         host.create("optimizer", "missing")
+
+
+def test_the_default_plugins_come_from_the_registry(capsys):
+    from nasframe_core.config import Config
+
+    host = make_plugin_manager(environ={})
+    cfg = Config()
+    assert cfg.optimizer.name is None  # the core names no plugin
+    cfg.fill_defaults(host)
+    assert (cfg.optimizer.name, cfg.search_space.name, cfg.dataset.name) == ("darts", "nasbench201", "digits")
+
+    def two_defaults(register):
+        register("mine", "nasframe_blackbox.optimizers:RandomSearch", default=True)
+
+    two_defaults = hookimpl(specname="nasframe_register_optimizers")(two_defaults)
+    other = make_plugin_manager(environ={}, plugins=[("mine", plugin(nasframe_register_optimizers=two_defaults))])
+    with pytest.raises(NasframeError, match=r"several installed plugins declare a default optimizer \(darts, mine\); "
+                                            r"name one with --optimizer"):
+        other.default("optimizer")
+    bare = host_with(("odd", plugin(**{registers("optimizer", "only").__name__: registers("optimizer", "only")})))
+    with pytest.raises(NasframeError, match=r"no installed plugin declares a default optimizer; name one with "
+                                            r"--optimizer \(installed: only\)"):
+        bare.default("optimizer")
+
+
+def test_the_core_names_no_plugin_and_no_cpu_kernel():
+    """The core is the contract, the loop and the CLI: no source of it names the one-shot plugin
+    or imports the CPU package, and it holds no C source."""
+    import re as _re
+
+    core = Path(__file__).resolve().parents[1] / "nasframe_core"
+    assert not list(core.rglob("*.c"))
+    for path in core.rglob("*.py"):
+        text = path.read_text()
+        assert not _re.search(r"darts", text, _re.I), path
+        assert "nasframe_cpu" not in text, path

@@ -125,7 +125,7 @@ def test_the_resume_hint_can_be_pasted_into_a_shell(tmp_path):
     "args, needle",
     [
         (["--dataset", "nope"], "unknown dataset 'nope'; installed:"),
-        (["--optimizer", "nope"], "unknown optimizer 'nope'; installed: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, ls, pc_darts, re, rs, sdarts"),
+        (["--optimizer", "nope"], "unknown optimizer 'nope'; installed: asha, beta_darts, darts, darts_minus, drnas, fair_darts, gdas, hyperband, ls, pc_darts, re, reinforce, rs, sdarts, sh"),
         (["--search-space", "nope"], "unknown search space 'nope'; installed:"),
         (["--set", "run.nope=1"], "unknown config key 'run.nope'"),
         (["--set", "run.epochs=many"], "'run.epochs' must be a whole number"),

@@ -14,7 +14,7 @@ def _table(path):
 
 @hookimpl
 def nasframe_register_search_spaces(register):
-    register("nasbench201", "nasframe_spaces.nasbench201.space:NasBench201SearchSpace",
+    register("nasbench201", "nasframe_spaces.nasbench201.space:NasBench201SearchSpace", default=True,
              description="NAS-Bench-201 cell space: 6 edges x 5 ops, 15,625 cells")
 
 
