@@ -320,7 +320,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print("nasframe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+def _reader_gone() -> int:
+    """stdout was piped to a reader that closed it (``nasframe show RUN --json | head``): stop
+    quietly, as ``git log | head`` does. Later writes (the interpreter's final flush) go nowhere."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind sys.stdout
+        pass
+    return 141  # 128 + SIGPIPE, the status of a command a closed pipe stopped
 
 
 def _entry() -> None:

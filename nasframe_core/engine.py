@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, notices
 from .checkpoint import FORMAT, VERSION, load_checkpoint, restore, save_atomic, state_of
 from .config import Config, dump_config
 from .data import _mix
@@ -152,7 +152,7 @@ def execute(
     runtime: dict = {}
     if owns_process:
         for entries in host.hook.nasframe_process_start(config=config):
-            runtime.update(entries or {})
+            notices.merge(runtime, entries)
     owns_group = distributed.init_from_env(device)
     try:
         return _execute_in_group(config, host, device, out, resume, quiet, runtime)
@@ -167,8 +167,9 @@ def _execute_in_group(config, host, device, out, resume, quiet, runtime) -> dict
     run_dir: Optional[RunDir] = None
     if resume is not None:
         run_dir = RunDir.open_existing(resume)
-        if (run_dir.path / CHECKPOINT).exists():
-            checkpoint = load_checkpoint(run_dir.path / CHECKPOINT)
+        found = run_dir.checkpoint_to_resume(runtime.setdefault(notices.KEY, []) if main else None)
+        if found is not None:
+            checkpoint = load_checkpoint(found)
     elif main and out is not None:
         RunDir.check_new(out)  # before the data is loaded: a taken --out fails at once
     ctx = RunContext(config, host, None, device)
@@ -198,6 +199,7 @@ def _execute_in_group(config, host, device, out, resume, quiet, runtime) -> dict
     logger.propagate = False  # the run's handlers print; the caller's own logging stays as it was
     handlers = _setup_logging(run_dir, quiet or not main)
     try:
+        notices.say(ctx.runtime, log)
         return _execute(ctx, job, checkpoint, main)
     except NasframeError as exc:
         _log_only.error("error: %s", exc)  # the command prints it; the log keeps it too

@@ -1,0 +1,71 @@
+"""What a new user meets first: resumes without a checkpoint, piped output, notices, messages."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nasframe_core.cli import main
+
+BASE = ["--set", "search_space.C=4", "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet"]
+TINY = ["--dataset", "synthetic", "--set", "dataset.n_train=64", "--set", "dataset.n_test=16",
+        "--set", "dataset.image_size=8", *BASE]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nasframe: error: "), err
+    return lines[0]
+
+
+def epochs_of(run_dir) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ resume without a checkpoint
+def test_resume_without_checkpoint_starts_clean_with_the_old_files_moved_aside(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "2", "--out", str(run)]) == 0
+    # as if killed during the first epoch: no checkpoint, no result, the log of that attempt
+    (run / "checkpoint.pt").unlink()
+    (run / "result.json").unlink()
+    (run / "metrics.jsonl").write_text("")
+    (run / "log.txt").write_text("the first attempt\n")
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 0
+    assert epochs_of(run) == [1, 2]
+    stale = [p for p in run.iterdir() if p.name.startswith("stale-")]
+    assert len(stale) == 1 and (stale[0] / "log.txt").read_text() == "the first attempt\n"
+    log = (run / "log.txt").read_text()
+    assert "the first attempt" not in log and "no checkpoint.pt" in log and "starts again at epoch 1" in log
+    assert json.loads((run / "result.json").read_text())["runtime"]["notices"]
+
+
+def test_resume_of_epochs_without_checkpoint_is_refused_and_mixes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "2", "--out", str(run)]) == 0
+    (run / "checkpoint.pt").unlink()
+    (run / "result.json").unlink()
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 2
+    line = error_line(capsys)
+    assert "no checkpoint.pt" in line and "2 epochs" in line and "--out NEW_DIR" in line
+    assert epochs_of(run) == [1, 2]
+
+
+# ------------------------------------------------------------------ output piped to a closed reader
+def test_show_piped_into_a_reader_that_stops_exits_quietly(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("command: run\nsearch_space: {name: nasbench201}\n")
+    (run / "result.json").write_text(json.dumps({"genotype": "x", "notes": ["y" * 100] * 20000}))
+    proc = subprocess.Popen([sys.executable, "-m", "nasframe_core.cli", "show", str(run), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(400)  # `| head -c 400`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert err == ""  # no BrokenPipeError traceback
