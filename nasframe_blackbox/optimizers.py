@@ -10,11 +10,23 @@ from collections import deque
 from typing import Optional
 
 from nasframe_core.blackbox import BlackBoxOptimizer, Evaluation
+from nasframe_core.domains import COUNT, NON_NEGATIVE
 from nasframe_core.errors import NasframeError
+
+#: the budget settings every black-box optimizer shares (see nasframe_core.domains)
+BUDGET_DOMAIN = {"evaluations": NON_NEGATIVE, "time_budget": NON_NEGATIVE, "train_epochs": COUNT}
+BUDGET_HELP = {
+    "evaluations": "evaluations to make (0: no limit; with no time_budget either, 100)",
+    "time_budget": "seconds charged by the evaluator (simulated from the table; 0: no limit)",
+    "train_epochs": "epochs of training per evaluation when no benchmark table scores the space",
+}
 
 
 class RandomSearch(BlackBoxOptimizer):
     """Random search: every proposal is a uniformly random genotype."""
+
+    settings_domain = {**BUDGET_DOMAIN}
+    settings_help = {**BUDGET_HELP}
 
     def propose(self):
         return self.random_genotype()
@@ -30,6 +42,9 @@ class RegularizedEvolution(BlackBoxOptimizer):
     by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
     as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
     """
+
+    settings_domain = {**BUDGET_DOMAIN, "population_size": COUNT, "sample_size": COUNT}
+    settings_help = {**BUDGET_HELP, "population_size": "members of the population (the oldest dies)", "sample_size": "members drawn for each tournament"}
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,
                  time_budget: float = 0.0, train_epochs: int = 4):
@@ -81,6 +96,9 @@ class LocalSearch(BlackBoxOptimizer):
     ``local_optima``) and the search restarts from a random genotype. Evaluated genotypes are
     not evaluated again; the budget decides when it ends.
     """
+
+    settings_domain = {**BUDGET_DOMAIN, "initial": COUNT}
+    settings_help = {**BUDGET_HELP, "initial": "random genotypes evaluated at each (re)start"}
 
     def __init__(self, initial: int = 1, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4):
         super().__init__(evaluations, time_budget, train_epochs)

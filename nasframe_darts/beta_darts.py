@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE
+
 from .engine import OneShotOptimizer
 
 
@@ -16,6 +18,11 @@ class BetaDARTSOptimizer(OneShotOptimizer):
     """
 
     defaults = {"beta_weight_start": 0.0, "beta_weight_end": 50.0, "beta_weight_epochs": 100}
+    settings_domain = {"beta_weight_start": NON_NEGATIVE, "beta_weight_end": NON_NEGATIVE,
+                       "beta_weight_epochs": COUNT}
+    settings_help = {"beta_weight_start": "weight of the beta regularizer at epoch 0",
+                     "beta_weight_end": "weight it rises to (linearly)",
+                     "beta_weight_epochs": "epochs over which it rises"}
 
     def __init__(self, **settings):
         super().__init__(**settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Dirichlet, kl_divergence
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE, POSITIVE, one_of
 from nasframe_core.errors import NasframeError
 
 from .engine import OneShotOptimizer
@@ -22,6 +23,12 @@ class DrNASOptimizer(OneShotOptimizer):
 
     defaults = {"arch_learning_rate": 0.0006, "reg_type": "kl", "reg_scale": 0.001, "prior_concentration": 1.0,
                 "partial_channels": 1}
+    settings_domain = {"reg_type": one_of("kl", "l2"), "reg_scale": NON_NEGATIVE,
+                       "prior_concentration": POSITIVE, "partial_channels": COUNT}
+    settings_help = {"reg_type": "regularizer: kl (KL to the Dirichlet prior) or l2",
+                     "reg_scale": "weight of the regularizer",
+                     "prior_concentration": "concentration of the Dirichlet prior",
+                     "partial_channels": "k > 1 runs the edges on 1/k of the channels"}
     stochastic = True
 
     def __init__(self, **settings):

@@ -43,6 +43,7 @@ from torch.nn.modules.loss import _Loss
 from nasframe_core import distributed
 from nasframe_core.cells import discrete_cell_factory
 from nasframe_core.data import dataset_info
+from nasframe_core.domains import NON_NEGATIVE, POSITIVE, PROBABILITY
 from nasframe_core.errors import NasframeError
 from nasframe_core.optimizer import MetaOptimizer
 from nasframe_core.settings import coerce
@@ -110,6 +111,27 @@ class OneShotOptimizer(MetaOptimizer):
     strict_weight_inheritance: bool = True
     all_defaults: dict[str, Any] = dict(BASE_DEFAULTS)
     extra_settings: dict[str, Any] = dict(BASE_DEFAULTS)
+    #: the domains and one-line meanings of the shared settings (see nasframe_core.domains)
+    settings_domain = {"learning_rate": POSITIVE, "momentum": PROBABILITY, "weight_decay": NON_NEGATIVE,
+                       "grad_clip": NON_NEGATIVE, "arch_learning_rate": NON_NEGATIVE,
+                       "arch_weight_decay": NON_NEGATIVE}
+    settings_help = {
+        "learning_rate": "weights' learning rate (SGD), decayed by the cosine schedule to run.lr_min",
+        "momentum": "weights' SGD momentum (plain, not Nesterov)",
+        "weight_decay": "weights' weight decay",
+        "grad_clip": "gradient-norm clip of the weights (0: none)",
+        "unrolled": "second-order (unrolled) architecture step instead of first order",
+        "arch_learning_rate": "architecture weights' learning rate (Adam)",
+        "arch_weight_decay": "architecture weights' weight decay",
+        "op_optimizer": "torch.optim class of the weights",
+        "arch_optimizer": "torch.optim class of the architecture weights (Adam, betas 0.5, 0.999)",
+        "loss_criteria": "torch.nn loss class",
+        "device": "where the supernet runs (default: CUDA when available)",
+        "fused": "fast fused cell execution (same math); false: edge by edge",
+        "channels_last": "NHWC activations (auto: on the CPU)",
+        "compile": "torch.compile the supernet (on CUDA with CUDA graphs)",
+        "autocast": "bfloat16 autocast (changes the numbers)",
+    }
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

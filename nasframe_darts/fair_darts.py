@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from nasframe_core.domains import NON_NEGATIVE
+
 from .engine import OneShotOptimizer
 
 
@@ -14,6 +16,8 @@ class FairDARTSOptimizer(OneShotOptimizer):
     """
 
     defaults = {"zero_one_weight": 10.0}
+    settings_domain = {"zero_one_weight": NON_NEGATIVE}
+    settings_help = {"zero_one_weight": "weight of the zero-one loss pushing sigmoid weights to 0 or 1"}
 
     def sample_op_weights(self, name, alpha):
         return torch.sigmoid(alpha)

@@ -1,6 +1,7 @@
 """GDAS (Dong & Yang, CVPR 2019): hard Gumbel-softmax, only the sampled op of each edge runs."""
 from __future__ import annotations
 
+from nasframe_core.domains import POSITIVE
 from nasframe_core.errors import NasframeError
 
 from .engine import OneShotOptimizer
@@ -19,6 +20,9 @@ class GDASOptimizer(OneShotOptimizer):
     """
 
     defaults = {"tau_max": 10.0, "tau_min": 0.1}
+    settings_domain = {"tau_max": POSITIVE, "tau_min": POSITIVE}
+    settings_help = {"tau_max": "Gumbel-softmax temperature at the first epoch",
+                     "tau_min": "temperature at the last epoch (annealed linearly)"}
     stochastic = True
 
     def __init__(self, **settings):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE
+
 from .engine import OneShotOptimizer
 from .partial import partial_cell_factory
 
@@ -18,6 +20,9 @@ class PCDARTSOptimizer(OneShotOptimizer):
     """
 
     defaults = {"learning_rate": 0.1, "arch_learning_rate": 0.0006, "k": 4, "warmup_epochs": 15}
+    settings_domain = {"k": COUNT, "warmup_epochs": NON_NEGATIVE}
+    settings_help = {"k": "edges run on 1/k of the channels",
+                     "warmup_epochs": "epochs at the start in which the architecture is not updated"}
     strict_weight_inheritance = False
 
     def build_cell_factory(self):

@@ -69,3 +69,38 @@ def test_show_piped_into_a_reader_that_stops_exits_quietly(tmp_path):
     err = proc.stderr.read().decode()
     proc.wait(timeout=120)
     assert err == ""  # no BrokenPipeError traceback
+
+
+# ------------------------------------------------------------------ domains of settings
+@pytest.mark.parametrize("args, needle", [
+    (["--seed", "-1"], "--seed must be in [0, 2**63 - 1], got -1"),
+    (["--set", "search_space.N=0"], "setting 'N' of search space 'nasbench201' must be at least 1, got 0"),
+    (["--set", "search_space.C=0"], "setting 'C' of search space 'nasbench201' must be at least 1, got 0"),
+    (["--search-space", "darts", "--set", "search_space.layers=2"], "'layers' of search space 'darts' must be at least 3"),
+    (["--set", "run.train_portion=1"], "'run.train_portion' must be above 0 and below 1, got 1.0"),
+    (["--set", "optimizer.momentum=1.5"], "'momentum' of optimizer 'darts' must be in [0, 1], got 1.5"),
+    (["--optimizer", "re", "--set", "optimizer.evaluations=-3"], "'evaluations' of optimizer 're' must be at least 0"),
+    (["--optimizer", "drnas", "--set", "optimizer.reg_type=l3"], "'reg_type' of optimizer 'drnas' must be one of kl, l2"),
+    (["--dataset", "synthetic", "--set", "dataset.classes=1"], "'classes' of dataset 'synthetic' must be at least 2"),
+])
+def test_values_outside_a_settings_domain_are_refused_in_one_line(tmp_path, capsys, args, needle):
+    out = tmp_path / "run"
+    assert main(["run", *args, "--epochs", "1", "--quiet", "--out", str(out)]) == 2
+    assert needle in error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_config_file_value_outside_its_domain_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run:\n  seed: -5\n")
+    assert main(["run", "--config", str(cfg), "--quiet", "--out", str(tmp_path / "run")]) == 2
+    assert "--seed must be in" in error_line(capsys)
+
+
+def test_domains_are_declared_for_every_numeric_setting_of_the_spaces():
+    from nasframe_core.domains import settings_domain
+    from nasframe_core.plugins import make_plugin_manager
+
+    host = make_plugin_manager()
+    for name, keys in (("nasbench201", {"C", "N"}), ("darts", {"C", "layers", "stem_multiplier"})):
+        assert keys <= set(settings_domain(host.get("search_space", name).factory)), name

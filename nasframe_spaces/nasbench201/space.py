@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from nasframe_core.domains import COUNT
 from nasframe_core.errors import NasframeError
 from nasframe_core.ops import Pool, ReLUConvBN, Zero
 from nasframe_core.space import CellFactory, CellSpec, Choice, SearchSpace, dense_cell_graph
@@ -88,6 +89,9 @@ class NasBench201SearchSpace(SearchSpace):
     name = "nasbench201"
     skip_ops = ("skip_connect",)
     benchmark_name = "nasbench201"
+    settings_domain = {"C": COUNT, "N": COUNT}
+    settings_help = {"C": "channels of the first stage (doubled at each of the two reductions; 16 in the benchmark)",
+                     "N": "cells per stage (5 in the benchmark)"}
     #: NAS-Bench-201's training recipe, the defaults of `nasframe train` for this space
     train_recipe = {
         "run.epochs": 200,
