@@ -83,6 +83,9 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 
     p = sub.add_parser("plugins", help="list the loaded plugins and what they register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--settings", action="store_true",
+                   help="every optimizer's, search space's, dataset's and benchmark's settings: defaults, domains "
+                        "and meanings (set them with --set KIND.NAME=VALUE)")
 
     p = sub.add_parser("run", help="run a search", epilog=installed, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run an architecture search and leave a run directory.")
@@ -118,6 +121,11 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 def cmd_plugins(host: PluginHost, args) -> int:
     from .plugins import KINDS, QUALIFIER
 
+    if args.settings:
+        from .settings_report import print_settings
+
+        print_settings(host, args.json)
+        return 0
     report = host.report()
     ambiguous = [{"kind": kind, "name": name, "plugins": plugins}
                  for kind in KINDS for name, plugins in host.ambiguous(kind).items()]

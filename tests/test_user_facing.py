@@ -104,3 +104,25 @@ def test_domains_are_declared_for_every_numeric_setting_of_the_spaces():
     host = make_plugin_manager()
     for name, keys in (("nasbench201", {"C", "N"}), ("darts", {"C", "layers", "stem_multiplier"})):
         assert keys <= set(settings_domain(host.get("search_space", name).factory)), name
+
+
+# ------------------------------------------------------------------ nasframe plugins --settings
+def test_plugins_settings_lists_every_setting_with_its_default_and_meaning(capsys):
+    assert main(["plugins", "--settings", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)["settings"]
+    builtin = {"darts", "blackbox", "nasbench201", "darts_space", "datasets", "cpu"}
+    by = {(e["kind"], e["name"]): {s["name"]: s for s in e["settings"]} for e in listing if e["plugin"] in builtin}
+    assert {k for k, _ in by} == {"optimizer", "search_space", "dataset", "benchmark"}
+    assert set(by["search_space", "darts"]) == {"C", "layers", "auxiliary", "stem_multiplier"}
+    assert set(by["search_space", "nasbench201"]) == {"C", "N"}
+    assert by["search_space", "nasbench201"]["N"]["default"] == 5
+    assert by["search_space", "nasbench201"]["N"]["domain"] == "at least 1"
+    assert by["optimizer", "pc_darts"]["warmup_epochs"]["default"] == 15
+    assert by["optimizer", "re"]["population_size"]["default"] == 10
+    undocumented = [(kind, name, s) for (kind, name), settings in by.items() for s, v in settings.items()
+                    if not v["help"]]
+    assert undocumented == []
+    assert main(["plugins", "--settings"]) == 0
+    text = capsys.readouterr().out
+    assert "  search_space.N = 5; at least 1  cells per stage" in text
+    assert "  optimizer.learning_rate = 0.025; greater than 0  weights' learning rate" in text

@@ -300,6 +300,7 @@ class TorchvisionCifar(DatasetSource):
 
 class FashionMNIST(DatasetSource):
     info = KNOWN_DATASETS["fashion-mnist"]
+    settings_help = {"download": "download the files with torchvision when they are missing"}
     augment = Augment(crop_padding=2, flip=True, cutout=0)
 
     def __init__(self, data_dir: Optional[str] = None, download: bool = True):
