@@ -77,12 +77,30 @@ def open_benchmark(host, name: str, path: Optional[str] = None, *, required: boo
     """
     reg = host.get("benchmark", name)
     env = reg.options.get("env")
+    from_env = None
     if path is None and env:
         path = os.environ.get(env) or None
+        from_env = env if path else None
     if path is None:
         if required:
             raise NasframeError(f"no {name} table given: pass --benchmark PATH" + (f" or set {env}" if env else ""))
         return None
+    if from_env:
+        check_env_path(from_env, path, name)
     bench = host.check_product(reg, reg.factory(path))
-    bench.load()
+    try:
+        bench.load()
+    except NasframeError as exc:
+        if from_env:
+            raise NasframeError(f"{exc} (the path is {from_env}'s; fix or unset {from_env})") from None
+        raise
     return bench
+
+
+def check_env_path(env: str, path: str, name: str) -> None:
+    """Refuse a table path taken from the environment variable ``env`` that names no file,
+    naming the variable (the usual hint, "set it", would point at what is already set)."""
+    if not os.path.exists(os.path.expanduser(path)):
+        raise NasframeError(
+            f"{env}={path}: no such file; point {env} at the {name} table, or unset it and pass --benchmark PATH"
+        )

@@ -45,7 +45,8 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
                    f"search space (default: {d.search_space.name})")
     g.add_argument("--dataset", help=f"dataset (default: {d.dataset.name}, offline; the paper uses cifar10)")
     g.add_argument("--data-dir", dest="data_dir", help="where the dataset's files are, or go (default: the dataset's own)")
-    g.add_argument("--benchmark", help="benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
+    g.add_argument("--benchmark", metavar="PATH",
+                   help="path of the benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
     g = p.add_argument_group("loop")
     g.add_argument("--epochs", type=int, help=f"number of epochs (default: {recipe if train else r.epochs})")
     g.add_argument("--batch-size", dest="batch_size", type=int,
@@ -101,10 +102,13 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     _add_run_flags(p, train=True)
 
     p = sub.add_parser("query", help="look an architecture up in a benchmark table")
-    p.add_argument("benchmark_name", metavar="BENCHMARK", help="benchmark name, e.g. nasbench201")
+    p.add_argument("benchmark_name", metavar="BENCHMARK_NAME",
+                   help="name of the benchmark, e.g. nasbench201 (nasframe plugins lists them); the table's file "
+                        "is --benchmark PATH")
     p.add_argument("arch", metavar="ARCH", help="architecture string or index")
     p.add_argument("--dataset", default="cifar10", help="benchmark dataset (default cifar10)")
-    p.add_argument("--benchmark", help="path of the table (default: $NASFRAME_NB201 for nasbench201)")
+    p.add_argument("--benchmark", metavar="PATH",
+                   help="path of the table file (default: $NASFRAME_NB201 for nasbench201)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("show", help="summarise a run directory")
@@ -269,6 +273,7 @@ def _log_to_resumed(args, exc: NasframeError) -> None:
 def cmd_query(host: PluginHost, args) -> int:
     from .benchmark import open_benchmark
 
+    _check_benchmark_name(host, args)
     bench = open_benchmark(host, args.benchmark_name, args.benchmark, required=True)
     path = bench.path
     describe = getattr(bench, "describe_arch", None)
@@ -288,6 +293,20 @@ def cmd_query(host: PluginHost, args) -> int:
         note = f"  ({notes[key]})" if key in notes else ""
         print(f"{key:16s} {shown}{note}")
     return 0
+
+
+def _check_benchmark_name(host: PluginHost, args) -> None:
+    """A table's path given where ``nasframe query`` takes the benchmark's name."""
+    import os
+
+    name = args.benchmark_name
+    if name in host.names("benchmark") or not (os.path.exists(name) or "/" in name or "." in name):
+        return
+    known = ", ".join(host.names("benchmark")) or "none installed"
+    raise NasframeError(
+        f"nasframe query takes the benchmark's name first ({known}), not a file: "
+        f"nasframe query NAME ARCH --benchmark {name}"
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -126,3 +126,57 @@ def test_plugins_settings_lists_every_setting_with_its_default_and_meaning(capsy
     text = capsys.readouterr().out
     assert "  search_space.N = 5; at least 1  cells per stage" in text
     assert "  optimizer.learning_rate = 0.025; greater than 0  weights' learning rate" in text
+
+
+# ------------------------------------------------------------------ the command reference
+def test_the_command_reference_is_the_parser_regenerated():
+    from pathlib import Path
+
+    from nasframe_core.cli_reference import reference
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
+    assert reference() == committed, "regenerate: python -m nasframe_core.cli_reference --write docs/commands.md"
+    for verb in ("plugins", "run", "train", "query", "show", "plot"):
+        assert f"## nasframe {verb}\n" in committed
+    for flag in ("--resume RUN_DIR", "--set KEY=VALUE", "--settings", "--genotype RUN_DIR|FILE|STRING"):
+        assert flag.replace("|", "\\|") in committed, flag
+
+
+# ------------------------------------------------------------------ benchmarks: names, paths, variables
+def test_query_says_a_path_goes_to_benchmark_not_to_the_name(tmp_path, capsys):
+    table = tmp_path / "table.csv"
+    table.write_text("index,arch_str\n")
+    assert main(["query", str(table), "0"]) == 2
+    line = error_line(capsys)
+    assert "takes the benchmark's name first (nasbench201)" in line and f"--benchmark {table}" in line
+
+
+def test_a_table_path_from_the_environment_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NASFRAME_NB201", str(tmp_path / "nonexistent.csv"))
+    assert main(["run", "--optimizer", "re", "--quiet", "--out", str(tmp_path / "run")]) == 2
+    line = error_line(capsys)
+    assert f"NASFRAME_NB201={tmp_path / 'nonexistent.csv'}: no such file" in line
+    assert "or set NASFRAME_NB201" not in line
+    assert main(["query", "nasbench201", "0"]) == 2
+    assert "NASFRAME_NB201=" in error_line(capsys)
+
+
+@pytest.mark.parametrize("name, value", [("NASFRAME_NATIVE_KERNELS", "maybe"), ("NASFRAME_KEEP_FREED_MEMORY", "banana")])
+def test_an_invalid_switch_is_one_line_naming_the_variable(tmp_path, capsys, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert main(["run", *TINY, "--cpu-kernels", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert f"{name}='{value}' is neither on nor off" in error_line(capsys)
+
+
+def test_an_unwritable_cache_directory_is_said_once_on_the_console_and_in_the_log(tmp_path, capsys, monkeypatch):
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("NASFRAME_CACHE", str(blocked / "nasframe"))
+    run = tmp_path / "run"
+    args = ["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(run)]
+    args.remove("--quiet")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: the cache directory") == 1 and "set NASFRAME_CACHE to a writable directory" in err
+    assert (run / "log.txt").read_text().count("note: the cache directory") == 1

@@ -186,6 +186,9 @@ class NasBench201SearchSpace(SearchSpace):
         if self.benchmark is None:
             path = os.environ.get(ENV_TABLE)
             if path:
+                from nasframe_core.benchmark import check_env_path
+
+                check_env_path(ENV_TABLE, path, self.benchmark_name)
                 self.benchmark = load_nb201_table(path)
         return self.benchmark
 
