@@ -210,6 +210,7 @@ def config_from_args(host: PluginHost, args, command: str):
             cfg.set(f"run.{key}", value)
     if command == "train" and args.genotype is not None:
         cfg.genotype = args.genotype
+        _train_on_the_runs_dataset(cfg, args, file_data)
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -223,6 +224,24 @@ def config_from_args(host: PluginHost, args, command: str):
     if cfg.run.steps_per_epoch is not None and cfg.run.steps_per_epoch < 1:
         raise NasframeError(f"--steps-per-epoch must be at least 1, got {cfg.run.steps_per_epoch}")
     return cfg
+
+
+def _train_on_the_runs_dataset(cfg, args, file_data: dict) -> None:
+    """``nasframe train --genotype RUN_DIR`` trains on the dataset the run searched on, unless
+    ``--dataset`` (or a config file, or ``--set dataset.name=...``) names another."""
+    from .genotype import run_dataset
+
+    if args.dataset or _name_in(file_data, "dataset") or _set_value(args.overrides, "dataset.name"):
+        return
+    found = run_dataset(args.genotype)
+    if not found:
+        return
+    data_dir = found.pop("data_dir", None)
+    cfg.set("dataset.name", found.pop("name"))
+    for key, value in found.items():  # the run's dataset settings; --set dataset.KEY still wins
+        cfg.set(f"dataset.{key}", value)
+    if data_dir and args.data_dir is None:
+        cfg.set("run.data_dir", data_dir)
 
 
 def _set_value(overrides: list[str], key: str) -> Optional[str]:

@@ -464,6 +464,10 @@ class OneShotOptimizer(MetaOptimizer):
         super().plan_search(epochs, steps_per_epoch)
         self.update_schedules(self.epoch)
 
+    def start_notes(self, epochs: int) -> list[str]:
+        """Lines to say before the first epoch of an ``epochs``-epoch search (none by default)."""
+        return []
+
     def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
         """The weight optimizer: its learning rate follows the run's cosine schedule."""
         self._require_graph()

@@ -53,3 +53,12 @@ class PCDARTSOptimizer(OneShotOptimizer):
 
     def arch_step_enabled(self) -> bool:
         return self.epoch >= self.warmup_epochs
+
+    def start_notes(self, epochs: int) -> list[str]:
+        """What to say before the first epoch: an architecture frozen for the whole run."""
+        if epochs > self.warmup_epochs:
+            return []
+        return [f"the architecture is frozen for the whole run: PC-DARTS updates it only after "
+                f"optimizer.warmup_epochs={self.warmup_epochs} epochs of weight training, and this run has "
+                f"{epochs}; the found cell is its random start. Search longer than {self.warmup_epochs} epochs "
+                f"or lower optimizer.warmup_epochs"]

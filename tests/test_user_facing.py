@@ -180,3 +180,46 @@ def test_an_unwritable_cache_directory_is_said_once_on_the_console_and_in_the_lo
     err = capsys.readouterr().err
     assert err.count("note: the cache directory") == 1 and "set NASFRAME_CACHE to a writable directory" in err
     assert (run / "log.txt").read_text().count("note: the cache directory") == 1
+
+
+# ------------------------------------------------------------------ training a found genotype
+def test_train_of_a_run_directory_takes_the_runs_dataset(tmp_path, capsys):
+    search = tmp_path / "search"
+    assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(search)]) == 0
+    trained = tmp_path / "trained"
+    assert main(["train", "--genotype", str(search), "--set", "search_space.C=4", "--set", "search_space.N=1",
+                 "--batch-size", "8", "--device", "cpu", "--quiet", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--out", str(trained)]) == 0
+    result = json.loads((trained / "result.json").read_text())
+    assert result["dataset"] == "synthetic"  # not the default digits
+    import yaml
+
+    dataset = yaml.safe_load((trained / "config.yaml").read_text())["dataset"]
+    assert dataset["n_train"] == 64 and dataset["image_size"] == 8  # with the run's dataset settings
+
+
+DARTS_GENOTYPE = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
+                  "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], "
+                  "normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), "
+                  "('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), "
+                  "('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
+
+
+def test_a_genotype_of_another_space_names_the_flag_to_add(tmp_path, capsys):
+    assert main(["train", "--genotype", DARTS_GENOTYPE, *TINY, "--epochs", "1", "--out", str(tmp_path / "t")]) == 2
+    line = error_line(capsys)
+    assert "not a genotype of the 'nasbench201' space but of the 'darts' space: add --search-space darts" in line
+
+
+# ------------------------------------------------------------------ PC-DARTS warm-up longer than the run
+def test_pc_darts_says_at_the_start_that_the_architecture_stays_frozen(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["run", "--optimizer", "pc_darts", *TINY, "--epochs", "2", "--steps-per-epoch", "1", "--out", str(run)]
+    args.remove("--quiet")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "the architecture is frozen for the whole run" in err and "optimizer.warmup_epochs=15" in err
+    assert err.index("frozen for the whole run") < err.index("epoch 1/2")
+    assert "frozen for the whole run" in (run / "log.txt").read_text()
+    assert main([*args[:-1], str(tmp_path / "longer"), "--set", "optimizer.warmup_epochs=1"]) == 0
+    assert "frozen for the whole run" not in capsys.readouterr().err
