@@ -104,3 +104,30 @@ def check_env_path(env: str, path: str, name: str) -> None:
         raise NasframeError(
             f"{env}={path}: no such file; point {env} at the {name} table, or unset it and pass --benchmark PATH"
         )
+
+
+def attach_for_dataset(space, bench: Optional[Benchmark], dataset: Optional[str], *, explicit: bool,
+                       notes: Optional[list] = None) -> Optional[Benchmark]:
+    """Attach ``bench`` to ``space`` for a run on ``dataset``; the benchmark the run uses.
+
+    A table without results for the run's dataset (as the space maps it,
+    :meth:`~nasframe_core.space.SearchSpace.benchmark_dataset`) would score and report the
+    run with another dataset's numbers: given explicitly (``--benchmark``) that is an error
+    naming the datasets the table has; taken from the environment, the table is left out for
+    this run and ``notes`` gets a line saying so.
+    """
+    if bench is None:
+        return None
+    space.attach_benchmark(bench)
+    if dataset is None:
+        return bench
+    try:
+        space.benchmark_dataset(dataset)
+        return bench
+    except NasframeError as exc:
+        if explicit:
+            raise NasframeError(f"{exc}; run on one of them (--dataset) or drop --benchmark") from None
+        space.attach_benchmark(None)
+        if notes is not None:
+            notes.append(f"{exc}; the table (from the environment) is not used for this run")
+        return None

@@ -9,7 +9,7 @@ import attrs
 import torch
 
 from . import confidence, distributed
-from .benchmark import open_benchmark
+from .benchmark import attach_for_dataset, open_benchmark
 from .config import resolved_plugin_settings
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits, split_train_val
 from .engine import RunContext, check_finite, scheduled_lr
@@ -78,9 +78,8 @@ class JobBase:
         if name not in self.ctx.host.names("benchmark"):
             return None
         bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
-        if bench is not None:
-            self.space.attach_benchmark(bench)
-        return bench
+        return attach_for_dataset(self.space, bench, self.dataset_name(), explicit=bool(self.config.run.benchmark),
+                                  notes=self.ctx.runtime.setdefault("notices", []))
 
     def to_device(self, data: ImageData) -> ImageData:
         return data.to(self.device)

@@ -223,3 +223,60 @@ def test_pc_darts_says_at_the_start_that_the_architecture_stays_frozen(tmp_path,
     assert "frozen for the whole run" in (run / "log.txt").read_text()
     assert main([*args[:-1], str(tmp_path / "longer"), "--set", "optimizer.warmup_epochs=1"]) == 0
     assert "frozen for the whole run" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a benchmark without the run's dataset
+@pytest.fixture(scope="module")
+def made_up_table(tmp_path_factory):
+    """A complete NB201 CSV of made-up numbers (every architecture, the real columns)."""
+    from nasframe_spaces.nasbench201.tables.codes import _str_of_code
+    from nasframe_spaces.nasbench201.tables.csv_table import _CSV_REQUIRED
+
+    path = tmp_path_factory.mktemp("table") / "made_up.csv"
+    columns = [*_CSV_REQUIRED, "c10valid_valid_acc_seeds"]
+    rows = [",".join(columns)]
+    for code in range(15625):
+        acc = 50 + (code * 7919 % 4000) / 100
+        values = {"index": str(code), "arch_str": _str_of_code(code), "c10valid_valid_acc_seeds": f"{acc};{acc + 1}",
+                  "c10valid_train_time_s": "100.0"}
+        rows.append(",".join(values.get(c, f"{acc:.2f}") for c in columns))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_benchmark_without_the_runs_dataset_is_an_error_naming_its_datasets(tmp_path, capsys, made_up_table):
+    out = tmp_path / "run"
+    assert main(["run", "--optimizer", "re", "--benchmark", str(made_up_table), "--dataset", "digits",
+                 "--quiet", "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert "has no results for dataset 'digits'" in line
+    assert "cifar10-valid, cifar10, cifar100, ImageNet16-120" in line and "drop --benchmark" in line
+    assert not out.exists()
+    assert main(["run", *TINY, "--epochs", "1", "--benchmark", str(made_up_table), "--out", str(out)]) == 2
+    assert "has no results for dataset 'synthetic'" in error_line(capsys)
+
+
+def test_a_table_from_the_environment_without_the_runs_dataset_is_left_out_and_said(tmp_path, capsys, monkeypatch,
+                                                                                   made_up_table):
+    monkeypatch.setenv("NASFRAME_NB201", str(made_up_table))
+    run = tmp_path / "run"
+    args = ["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(run)]
+    args.remove("--quiet")
+    assert main(args) == 0
+    assert "note: the nasbench201 table has no results for dataset 'synthetic'" in capsys.readouterr().err
+    result = json.loads((run / "result.json").read_text())
+    assert result["benchmark"] is None and result.get("test_statistics") is None
+
+
+def test_a_stand_in_dataset_reports_the_table_dataset_it_names(tmp_path, made_up_table):
+    from nasframe_spaces.nasbench201.codec import NB201Genotype
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    run = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "1", "--steps-per-epoch", "1", "--benchmark", str(made_up_table),
+                 "--set", "search_space.table_dataset=cifar10", "--out", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    expected = load_nb201_table(made_up_table).query(NB201Genotype.from_str(result["genotype"]), "cifar10",
+                                                     "test_accuracy")
+    assert result["benchmark"]["dataset"] == "cifar10"
+    assert result["benchmark"]["test_accuracy"] == pytest.approx(expected)
