@@ -280,3 +280,64 @@ def test_a_stand_in_dataset_reports_the_table_dataset_it_names(tmp_path, made_up
                                                      "test_accuracy")
     assert result["benchmark"]["dataset"] == "cifar10"
     assert result["benchmark"]["test_accuracy"] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ plots
+def test_plot_of_a_train_run_draws_its_loss_and_accuracy_curves(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    run = tmp_path / "trained"
+    assert main(["train", "--genotype", "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|"
+                 "nor_conv_3x3~1|skip_connect~2|", *TINY, "--epochs", "2", "--steps-per-epoch", "1",
+                 "--out", str(run)]) == 0
+    saved = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (saved.append(self), real_savefig(self, *a, **k))[1])
+    capsys.readouterr()
+    assert main(["plot", str(run)]) == 0
+    written = {p.rsplit("/", 1)[-1] for p in capsys.readouterr().out.split()}
+    assert written == {"training.png", "cell.png"}
+    curves = next(f for f in saved if len(f.axes) == 2)
+    loss, acc = curves.axes
+    assert loss.get_ylabel() == "loss" and acc.get_ylabel() == "accuracy (%)"
+    assert sorted(line.get_label() for line in loss.get_lines()) == ["test", "train"]
+    metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    train = next(line for line in acc.get_lines() if line.get_label() == "train")
+    assert list(train.get_ydata()) == pytest.approx([m["train_acc"] for m in metrics])
+
+
+@pytest.mark.parametrize("space_name", ["darts", "nasbench201"])
+def test_the_cell_drawings_labels_overlap_neither_each_other_nor_the_nodes(tmp_path, monkeypatch, space_name):
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
+
+    from nasframe_core.plotting import plot_cells
+    from nasframe_core.plugins import make_plugin_manager
+
+    import io
+
+    saved = []
+    real_savefig = Figure.savefig
+    # drawn as saved (tight bounding box), into memory
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (saved.append(self),
+                                                                  real_savefig(self, io.BytesIO(), format="png", **k)))
+    space = make_plugin_manager().create("search_space", space_name)
+    ops = {op for spec in space.cell_specs().values() for op in spec.ops}
+    for seed in range(6):
+        plot_cells(space, space.random_genotype(np.random.default_rng(seed)), tmp_path)
+    assert saved
+    for fig in saved:
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        ax = fig.axes[0]
+        labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in ops]
+        radius = 0.5 * 700 ** 0.5 * fig.dpi / 72  # the node markers: 700 square points
+        nodes = []
+        for t in ax.texts:
+            if t.get_text().isdigit():
+                cx, cy = ax.transData.transform(t.get_position())
+                nodes.append(Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius))
+        for i, box in enumerate(labels):
+            assert not any(box.overlaps(other) for other in labels[:i])
+            assert not any(box.overlaps(node) for node in nodes)
