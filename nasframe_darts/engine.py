@@ -451,9 +451,21 @@ class OneShotOptimizer(MetaOptimizer):
         return sum(p.numel() for p in graph.weights()) / 1e6
 
     def test_statistics(self) -> Optional[float]:
+        """The benchmark test accuracy of the current genotype; ``None`` (said once, with why, on
+        the ``nasframe.darts`` logger) when there is no number to look up."""
         if self.graph is None or self.search_space is None:
+            self._say_no_statistics("adapt_search_space(search_space, dataset) has not been called yet")
             return None
-        return self.search_space.test_statistics(self.get_genotype(), self.dataset)
+        value = self.search_space.test_statistics(self.get_genotype(), self.dataset)
+        if value is None:
+            self._say_no_statistics(self.search_space.no_statistics_reason(getattr(self.dataset, "name", self.dataset)))
+        return value
+
+    def _say_no_statistics(self, reason: Optional[str]) -> None:
+        said = self.__dict__.setdefault("_said_no_statistics", set())
+        if reason and reason not in said:  # each reason once, not at every epoch
+            said.add(reason)
+            log.warning("test_statistics() is None: %s", reason)
 
     def softmax_json(self) -> dict[str, list]:
         """The op weights that discretization reads (softmax for DARTS), as lists."""

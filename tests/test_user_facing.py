@@ -341,3 +341,55 @@ def test_the_cell_drawings_labels_overlap_neither_each_other_nor_the_nodes(tmp_p
         for i, box in enumerate(labels):
             assert not any(box.overlaps(other) for other in labels[:i])
             assert not any(box.overlaps(node) for node in nodes)
+
+
+# ------------------------------------------------------------------ the Python API page
+def _python_blocks() -> list[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_the_python_api_page_has_examples():
+    blocks = _python_blocks()
+    assert len(blocks) >= 3 and any("search(" in b for b in blocks) and any("batches = " in b for b in blocks)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_every_example_of_the_python_api_page_runs_as_written(tmp_path, monkeypatch, capsys, index):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_blocks()[index], f"docs/python-api.md block {index + 1}", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert "|" in out  # each example prints a found cell
+
+
+def test_search_returns_a_result_object_with_the_genotype_alphas_and_why_no_benchmark(tmp_path):
+    from nasframe_core.api import search
+    from nasframe_spaces.nasbench201.codec import NB201Genotype
+
+    result = search("darts", "nasbench201", "synthetic", epochs=1,
+                    settings={"search_space.C": 4, "search_space.N": 1, "dataset.n_train": 64, "dataset.n_test": 16,
+                              "dataset.image_size": 8, "run.batch_size": 8, "run.steps_per_epoch": 1,
+                              "run.device": "cpu"}, out=str(tmp_path / "run"))
+    assert isinstance(result.genotype, NB201Genotype)
+    assert result.run_dir == tmp_path / "run" and (result.run_dir / "result.json").is_file()
+    assert set(result.alphas) == {"cell"} and len(result.alphas["cell"]) == 6
+    assert result.history is None and result.test_accuracy is None
+    assert "NASFRAME_NB201" in result.benchmark_note
+
+
+def test_test_statistics_without_a_table_says_why_once(caplog):
+    import logging
+
+    from nasframe_darts import DARTSOptimizer
+    from nasframe_spaces import NasBench201SearchSpace
+
+    optimizer = DARTSOptimizer(device="cpu")
+    optimizer.adapt_search_space(NasBench201SearchSpace(C=4, N=1), "cifar10")
+    with caplog.at_level(logging.WARNING, logger="nasframe.darts"):
+        assert optimizer.test_statistics() is None
+        assert optimizer.test_statistics() is None
+    said = [r.getMessage() for r in caplog.records if "test_statistics() is None" in r.getMessage()]
+    assert len(said) == 1 and "no NAS-Bench-201 table" in said[0] and "NASFRAME_NB201" in said[0]

@@ -221,6 +221,17 @@ class NasBench201SearchSpace(SearchSpace):
                 f"{', '.join(DATASETS)} (search_space.table_dataset=NAME reports one of them for a stand-in dataset)"
             ) from None
 
+    def no_statistics_reason(self, dataset):
+        if self._table() is None and not os.environ.get(ENV_TABLE):
+            return (f"no NAS-Bench-201 table: set {ENV_TABLE} to nb201_200ep.csv (or a NASLib pickle or the NATS "
+                    f"directory), or space.attach_benchmark(load_nb201_table(PATH))")
+        if dataset is not None:
+            try:
+                self.benchmark_dataset(dataset)
+            except NasframeError as exc:
+                return str(exc)
+        return super().no_statistics_reason(dataset)
+
     def query(self, genotype, dataset, metric):
         if self._table() is None:
             return None
