@@ -37,8 +37,9 @@ def cache_notice() -> Optional[str]:
         existing = existing.parent
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
         return None
-    return (f"the cache directory {path} ({where}) cannot be written, so decoded images and compiled kernels are "
-            f"not cached and are made again on every run; set NASFRAME_CACHE to a writable directory")
+    return (f"the cache directory {path} ({where}) cannot be written, so decoded image folders are decoded again "
+            f"on every run and native kernels (--cpu-kernels) cannot be built; set NASFRAME_CACHE to a writable "
+            f"directory")
 
 
 def say(runtime: dict, logger: logging.Logger) -> None:
