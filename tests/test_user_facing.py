@@ -114,7 +114,7 @@ def test_plugins_settings_lists_every_setting_with_its_default_and_meaning(capsy
     by = {(e["kind"], e["name"]): {s["name"]: s for s in e["settings"]} for e in listing if e["plugin"] in builtin}
     assert {k for k, _ in by} == {"optimizer", "search_space", "dataset", "benchmark"}
     assert set(by["search_space", "darts"]) == {"C", "layers", "auxiliary", "stem_multiplier"}
-    assert set(by["search_space", "nasbench201"]) == {"C", "N"}
+    assert set(by["search_space", "nasbench201"]) == {"C", "N", "table_dataset"}
     assert by["search_space", "nasbench201"]["N"]["default"] == 5
     assert by["search_space", "nasbench201"]["N"]["domain"] == "at least 1"
     assert by["optimizer", "pc_darts"]["warmup_epochs"]["default"] == 15
