@@ -11,6 +11,7 @@ from collections import deque
 from typing import Optional
 
 from nasframe_core.blackbox import BlackBoxOptimizer, Evaluation
+from nasframe_core.domains import COUNT
 from nasframe_core.errors import NasframeError
 
 
@@ -33,6 +34,9 @@ class RegularizedEvolution(BlackBoxOptimizer):
     by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
     as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
     """
+
+    settings_domain = {"population_size": COUNT, "sample_size": COUNT}
+    settings_help = {"population_size": "members of the population (the oldest dies)", "sample_size": "members drawn for each tournament"}
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,
                  time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):
@@ -79,6 +83,9 @@ class LocalSearch(BlackBoxOptimizer):
     several workers, a neighbourhood's evaluations run side by side, and the next move waits
     for all of them (``ask`` answers ``None`` meanwhile).
     """
+
+    settings_domain = {"initial": COUNT}
+    settings_help = {"initial": "random genotypes evaluated at each (re)start"}
 
     def __init__(self, initial: int = 1, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4,
                  max_attempts: int = 2):

@@ -77,12 +77,16 @@ def open_benchmark(host, name: str, path: Optional[str] = None, *, required: boo
     """
     reg = host.get("benchmark", name)
     env = reg.options.get("env")
+    from_env = None
     if path is None and env:
         path = os.environ.get(env) or None
+        from_env = env if path else None
     if path is None:
         if required:
             raise NasframeError(f"no {name} table given: pass --benchmark PATH" + (f" or set {env}" if env else ""))
         return None
+    if from_env:
+        check_env_path(from_env, path, name)
     # a table is read once per process and file version: the runs of a study share it
     try:
         st = os.stat(os.path.expanduser(str(path)))
@@ -93,7 +97,48 @@ def open_benchmark(host, name: str, path: Optional[str] = None, *, required: boo
     if key is not None and key in cache:
         return cache[key]
     bench = host.check_product(reg, reg.factory(path))
-    bench.load()
+    try:
+        bench.load()
+    except NasframeError as exc:
+        if from_env:
+            raise NasframeError(f"{exc} (the path is {from_env}'s; fix or unset {from_env})") from None
+        raise
     if key is not None:
         cache[key] = bench
     return bench
+
+
+def check_env_path(env: str, path: str, name: str) -> None:
+    """Refuse a table path taken from the environment variable ``env`` that names no file,
+    naming the variable (the usual hint, "set it", would point at what is already set)."""
+    if not os.path.exists(os.path.expanduser(path)):
+        raise NasframeError(
+            f"{env}={path}: no such file; point {env} at the {name} table, or unset it and pass --benchmark PATH"
+        )
+
+
+def attach_for_dataset(space, bench: Optional[Benchmark], dataset: Optional[str], *, explicit: bool,
+                       notes: Optional[list] = None) -> Optional[Benchmark]:
+    """Attach ``bench`` to ``space`` for a run on ``dataset``; the benchmark the run uses.
+
+    A table without results for the run's dataset (as the space maps it,
+    :meth:`~nasframe_core.space.SearchSpace.benchmark_dataset`) would score and report the
+    run with another dataset's numbers: given explicitly (``--benchmark``) that is an error
+    naming the datasets the table has; taken from the environment, the table is left out for
+    this run and ``notes`` gets a line saying so.
+    """
+    if bench is None:
+        return None
+    space.attach_benchmark(bench)
+    if dataset is None:
+        return bench
+    try:
+        space.benchmark_dataset(dataset)
+        return bench
+    except NasframeError as exc:
+        if explicit:
+            raise NasframeError(f"{exc}; run on one of them (--dataset) or drop --benchmark") from None
+        space.attach_benchmark(None)
+        if notes is not None:
+            notes.append(f"{exc}; the table (from the environment) is not used for this run")
+        return None

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from .domains import COUNT, NON_NEGATIVE
 from .errors import NasframeError
 from .evaluation import Budget, Evaluation, Proposal
 
@@ -43,6 +44,16 @@ __all__ = ["BlackBoxOptimizer", "Budget", "Evaluation", "Proposal"]
 
 class BlackBoxOptimizer(abc.ABC):
     """The base of black-box optimizers (see the module's documentation)."""
+
+    #: the settings every black-box optimizer shares (subclasses add theirs; see nasframe_core.domains)
+    settings_domain = {"evaluations": NON_NEGATIVE, "time_budget": NON_NEGATIVE, "train_epochs": COUNT,
+                       "max_attempts": COUNT}
+    settings_help = {
+        "evaluations": "evaluations to make (0: no limit; with no time_budget either, 100)",
+        "time_budget": "seconds charged by the evaluator (simulated from the table; 0: no limit)",
+        "train_epochs": "epochs of training per evaluation when no benchmark table scores the space",
+        "max_attempts": "starts of an evaluation whose worker died before it is recorded as failed",
+    }
 
     def __init__(self, evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4,
                  max_attempts: int = 2):

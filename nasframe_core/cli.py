@@ -55,7 +55,8 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool, host: PluginHost) ->
                    f"search space (default: {_default_name(host, 'search_space')})")
     g.add_argument("--dataset", help=f"dataset (default: {_default_name(host, 'dataset')})")
     g.add_argument("--data-dir", dest="data_dir", help="where the dataset's files are, or go (default: the dataset's own)")
-    g.add_argument("--benchmark", help="benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
+    g.add_argument("--benchmark", metavar="PATH",
+                   help="path of the benchmark table for the space (default: $NASFRAME_NB201 for nasbench201)")
     g = p.add_argument_group("loop")
     g.add_argument("--epochs", type=int, help=f"number of epochs (default: {recipe if train else r.epochs})")
     g.add_argument("--batch-size", dest="batch_size", type=int,
@@ -100,6 +101,9 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 
     p = sub.add_parser("plugins", help="list the loaded plugins and what they register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--settings", action="store_true",
+                   help="every optimizer's, search space's, dataset's and benchmark's settings: defaults, domains "
+                        "and meanings (set them with --set KIND.NAME=VALUE)")
 
     p = sub.add_parser("run", help="run a search", epilog=installed, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run an architecture search and leave a run directory.")
@@ -118,10 +122,13 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("query", help="look an architecture up in a benchmark table")
-    p.add_argument("benchmark_name", metavar="BENCHMARK", help="benchmark name, e.g. nasbench201")
+    p.add_argument("benchmark_name", metavar="BENCHMARK_NAME",
+                   help="name of the benchmark, e.g. nasbench201 (nasframe plugins lists them); the table's file "
+                        "is --benchmark PATH")
     p.add_argument("arch", metavar="ARCH", help="architecture string or index")
     p.add_argument("--dataset", default="cifar10", help="benchmark dataset (default cifar10)")
-    p.add_argument("--benchmark", help="path of the table (default: $NASFRAME_NB201 for nasbench201)")
+    p.add_argument("--benchmark", metavar="PATH",
+                   help="path of the table file (default: $NASFRAME_NB201 for nasbench201)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("show", help="summarise a run directory")
@@ -157,6 +164,11 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
 def cmd_plugins(host: PluginHost, args) -> int:
     from .plugins import KINDS, QUALIFIER
 
+    if args.settings:
+        from .settings_report import print_settings
+
+        print_settings(host, args.json)
+        return 0
     report = host.report()
     ambiguous = [{"kind": kind, "name": name, "plugins": plugins}
                  for kind in KINDS for name, plugins in host.ambiguous(kind).items()]
@@ -247,6 +259,7 @@ def config_from_args(host: PluginHost, args, command: str):
             cfg.set(f"run.{key}", value)
     if command == "train" and args.genotype is not None:
         cfg.genotype = args.genotype
+        _train_on_the_runs_dataset(cfg, args, file_data)
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -260,6 +273,24 @@ def config_from_args(host: PluginHost, args, command: str):
     if cfg.run.steps_per_epoch is not None and cfg.run.steps_per_epoch < 1:
         raise NasframeError(f"--steps-per-epoch must be at least 1, got {cfg.run.steps_per_epoch}")
     return cfg
+
+
+def _train_on_the_runs_dataset(cfg, args, file_data: dict) -> None:
+    """``nasframe train --genotype RUN_DIR`` trains on the dataset the run searched on, unless
+    ``--dataset`` (or a config file, or ``--set dataset.name=...``) names another."""
+    from .genotype import run_dataset
+
+    if args.dataset or _name_in(file_data, "dataset") or _set_value(args.overrides, "dataset.name"):
+        return
+    found = run_dataset(args.genotype)
+    if not found:
+        return
+    data_dir = found.pop("data_dir", None)
+    cfg.set("dataset.name", found.pop("name"))
+    for key, value in found.items():  # the run's dataset settings; --set dataset.KEY still wins
+        cfg.set(f"dataset.{key}", value)
+    if data_dir and args.data_dir is None:
+        cfg.set("run.data_dir", data_dir)
 
 
 def _set_value(overrides: list[str], key: str) -> Optional[str]:
@@ -310,6 +341,7 @@ def _log_to_resumed(args, exc: NasframeError) -> None:
 def cmd_query(host: PluginHost, args) -> int:
     from .benchmark import open_benchmark
 
+    _check_benchmark_name(host, args)
     bench = open_benchmark(host, args.benchmark_name, args.benchmark, required=True)
     path = bench.path
     describe = getattr(bench, "describe_arch", None)
@@ -329,6 +361,20 @@ def cmd_query(host: PluginHost, args) -> int:
         note = f"  ({notes[key]})" if key in notes else ""
         print(f"{key:16s} {shown}{note}")
     return 0
+
+
+def _check_benchmark_name(host: PluginHost, args) -> None:
+    """A table's path given where ``nasframe query`` takes the benchmark's name."""
+    import os
+
+    name = args.benchmark_name
+    if name in host.names("benchmark") or not (os.path.exists(name) or "/" in name or "." in name):
+        return
+    known = ", ".join(host.names("benchmark")) or "none installed"
+    raise NasframeError(
+        f"nasframe query takes the benchmark's name first ({known}), not a file: "
+        f"nasframe query NAME ARCH --benchmark {name}"
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -381,7 +427,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print("nasframe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+def _reader_gone() -> int:
+    """stdout was piped to a reader that closed it (``nasframe show RUN --json | head``): stop
+    quietly, as ``git log | head`` does. Later writes (the interpreter's final flush) go nowhere."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind sys.stdout
+        pass
+    return 141  # 128 + SIGPIPE, the status of a command a closed pipe stopped
 
 
 def _entry() -> None:

@@ -87,6 +87,26 @@ RUN_CHOICES = {"device": ("auto", "cpu", "cuda"), "scheduler": ("cosine", "const
                "executor": ("serial", "simulated", "ray")}
 
 
+def _domains() -> dict:
+    from .domains import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, SEED, Domain
+
+    return {
+        "run": {"epochs": COUNT, "batch_size": COUNT, "steps_per_epoch": COUNT, "seed": SEED,
+                "train_portion": Domain(0, 1, low_inclusive=False, high_inclusive=False),
+                "lr_min": NON_NEGATIVE},
+        "train": {"learning_rate": POSITIVE, "momentum": PROBABILITY, "weight_decay": NON_NEGATIVE,
+                  "grad_clip": NON_NEGATIVE, "auxiliary_weight": NON_NEGATIVE, "drop_path_prob": PROBABILITY,
+                  "label_smoothing": PROBABILITY},
+        "augment": {"crop_padding": NON_NEGATIVE, "cutout": NON_NEGATIVE},
+    }
+
+
+#: run settings that have a command-line flag of their own
+_RUN_FLAGS = ("epochs", "batch_size", "steps_per_epoch", "seed")
+#: the domain of each numeric setting of the loop, by section (checked wherever a value is set)
+DOMAINS = _domains()
+
+
 @attrs.define
 class AugmentSettings:
     crop_padding: Optional[int] = None
@@ -244,7 +264,12 @@ def _set_attr(obj: Any, cls: type, name: str, value: Any, section: str) -> None:
             f"unknown config key '{section}.{name}'; known {section} keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    setattr(obj, name, _convert(value, hints[name], f"{section}.{name}"))
+    converted = _convert(value, hints[name], f"{section}.{name}")
+    from .domains import check_value
+
+    label = f"--{name.replace('_', '-')}" if section == "run" and name in _RUN_FLAGS else f"config key '{section}.{name}'"
+    check_value(DOMAINS.get(section, {}), name, converted, label)
+    setattr(obj, name, converted)
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:

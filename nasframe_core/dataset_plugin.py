@@ -14,6 +14,8 @@ def _cifar(which):
         return TorchvisionCifar(data_dir, which=which, download=download)
 
     factory.__name__ = which
+    factory.settings_help = {"data_dir": "where the dataset's files are, or go (--data-dir)",
+                             "download": "download the files with torchvision when they are missing"}
     return factory
 
 

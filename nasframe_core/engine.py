@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import distributed
+from . import distributed, notices
 from .blackbox_job import ProposalJob
 from .checkpoint import FORMAT, VERSION, load_checkpoint, restore, save_atomic, state_of
 from .config import Config, dump_config
@@ -99,7 +99,7 @@ def execute(
     runtime: dict = {}
     if owns_process:
         for entries in host.hook.nasframe_process_start(config=config):
-            runtime.update(entries or {})
+            notices.merge(runtime, entries)
     owns_group = distributed.init_from_env(device)
     try:
         return _execute_in_group(config, host, device, out, resume, quiet, runtime, summary, durable)
@@ -114,8 +114,9 @@ def _execute_in_group(config, host, device, out, resume, quiet, runtime, summary
     run_dir: Optional[RunDir] = None
     if resume is not None:
         run_dir = RunDir.open_existing(resume)
-        if (run_dir.path / CHECKPOINT).exists():
-            checkpoint = load_checkpoint(run_dir.path / CHECKPOINT)
+        found = run_dir.checkpoint_to_resume(runtime.setdefault(notices.KEY, []) if main else None)
+        if found is not None:
+            checkpoint = load_checkpoint(found)
     elif main and out is not None:
         RunDir.check_new(out)  # before the data is loaded: a taken --out fails at once
     ctx = RunContext(config, host, None, device)
@@ -148,6 +149,9 @@ def _execute_in_group(config, host, device, out, resume, quiet, runtime, summary
     logger.propagate = False  # the run's handlers print; the caller's own logging stays as it was
     handlers = _setup_logging(run_dir, quiet or not main)
     try:
+        if job.notices and main:  # what the job found while it was built, said with the run's other notices
+            ctx.runtime.setdefault(notices.KEY, []).extend(job.notices)
+        notices.say(ctx.runtime, log)
         return _execute(ctx, job, checkpoint, main)
     except NasframeError as exc:
         _log_only.error("error: %s", exc)  # the command prints it; the log keeps it too
@@ -214,8 +218,6 @@ def _execute(ctx: RunContext, job, checkpoint: Optional[dict], main: bool) -> di
             log.info("recipe: %s (%s)", config.recipe.get("name"), config.recipe.get("source"))
         log.info("%s", job.describe())
         log.info("run directory: %s", run_dir.path)
-    for line in getattr(job, "notices", ()):
-        log.info("%s", line)
 
     host.hook.nasframe_search_start(run=ctx)
     epochs = job.planned_rounds()

@@ -96,3 +96,50 @@ def _genotype_from_json_file(path: Path) -> tuple[str, Optional[str]]:
         raise NasframeError(f"{path} has no 'genotype' key")
     space = data.get("search_space") or data.get("space") or (data.get("genotype_json") or {}).get("space")
     return str(data["genotype"]), (str(space) if space else None)
+
+
+def run_dataset(source: str) -> Optional[dict[str, Any]]:
+    """The dataset a run directory ``source`` searched on, as its ``config.yaml`` records it
+    (``name`` and settings, and ``data_dir`` when the run had one); ``None`` for anything else."""
+    path = Path(source)
+    try:
+        config = path / "config.yaml"
+        if not (path.is_dir() and config.is_file()):
+            return None
+    except OSError:
+        return None
+    from .config import load_config_file
+
+    data = load_config_file(config)
+    body = data.get("dataset")
+    if isinstance(body, str):
+        body = {"name": body}
+    if not isinstance(body, Mapping) or not body.get("name"):
+        return None
+    out = dict(body)
+    data_dir = (data.get("run") or {}).get("data_dir")
+    if data_dir:
+        out["data_dir"] = data_dir
+    return out
+
+
+def parse_in_space(host, space, text: str):
+    """``text`` parsed as a genotype of ``space``; when it is not one but parses in another
+    installed space, the error says which ``--search-space`` to add."""
+    try:
+        return space.parse_genotype(text)
+    except NasframeError as exc:
+        fits = []
+        for name in host.names("search_space"):
+            if name == space.name:
+                continue
+            try:
+                host.create("search_space", name).parse_genotype(text)
+            except Exception:  # noqa: BLE001 - any failure: not a genotype of that space
+                continue
+            fits.append(name)
+        if not fits:
+            raise
+        flags = " or ".join(f"--search-space {n}" for n in fits)
+        raise NasframeError(f"the genotype is not a genotype of the {space.name!r} space but of the {fits[0]!r} "
+                            f"space: add {flags}") from None

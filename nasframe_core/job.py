@@ -14,7 +14,7 @@ import attrs
 import torch
 
 from . import distributed
-from .benchmark import open_benchmark
+from .benchmark import attach_for_dataset, open_benchmark
 from .config import resolved_plugin_settings
 from .context import RunContext
 from .data import Augment, EpochBatches, ImageData, Normalizer, Splits
@@ -47,6 +47,7 @@ class Job:
         # plugins are looked up (and their settings checked) before anything heavy happens
         cfg.check_plugins(host)
         self.space = host.create("search_space", cfg.search_space.name, **cfg.search_space.settings)
+        self.dataset_label = host.get("dataset", cfg.dataset.name).name
         self.benchmark = self._attach_benchmark()
 
     def dataset_name(self) -> str:
@@ -61,9 +62,8 @@ class Job:
         if name not in self.ctx.host.names("benchmark"):
             return None
         bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
-        if bench is not None:
-            self.space.attach_benchmark(bench)
-        return bench
+        return attach_for_dataset(self.space, bench, self.dataset_name(), explicit=bool(self.config.run.benchmark),
+                                  notes=self.ctx.runtime.setdefault("notices", []))
 
     def benchmark_report(self, genotype) -> Optional[dict]:
         if self.benchmark is None:

@@ -206,3 +206,42 @@ def plot_incumbent(metrics: list[dict], out: Path, title: str = "") -> list[Path
     path = out / "incumbent.png"
     fig.savefig(path, dpi=110)
     return [path]
+
+
+#: (metric key, label) drawn by :func:`plot_training`, losses in one panel and accuracies in the other
+_CURVES = {
+    "loss": (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")),
+    "accuracy (%)": (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test")),
+}
+
+
+def plot_training(metrics: list[dict], out: Path, title: str = "") -> list[Path]:
+    """``training.png``: the loss and accuracy curves over the epochs (train, and test or
+    validation where the run measured them), one marker per epoch. Nothing when the epochs
+    record no losses (a black-box search)."""
+    from matplotlib.ticker import MaxNLocator
+
+    records = [m for m in metrics if isinstance(m.get("train_loss"), (int, float))]
+    if not records:
+        return []
+    epochs = [m.get("epoch", i + 1) for i, m in enumerate(records)]
+    fig = Figure(figsize=(9.0, 3.8))
+    axes = fig.subplots(1, 2)
+    for ax, (ylabel, keys) in zip(axes, _CURVES.items()):
+        for key, label in keys:
+            values = [m.get(key) for m in records]
+            if all(isinstance(v, (int, float)) for v in values):
+                ax.plot(epochs, values, marker="o", ms=3, lw=1.3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"training curves{': ' + title if title else ''}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    path = out / "training.png"
+    fig.savefig(path, dpi=110)
+    return [path]

@@ -141,7 +141,7 @@ def cmd_plot(host, args) -> int:
         raise NasframeError(f"{run.path} has no epochs in metrics.jsonl yet; nothing to plot")
     out = _plot_dir(Path(args.out).expanduser() if args.out else run.path / "plots")
     from .config import load_config_file
-    from .plotting import plot_alphas, plot_cells, plot_incumbent
+    from .plotting import plot_alphas, plot_cells, plot_incumbent, plot_training
 
     cfg = load_config_file(run.file(CONFIG))
     space = _space_of(host, cfg)
@@ -152,6 +152,9 @@ def cmd_plot(host, args) -> int:
     try:
         written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
         written += plot_incumbent(metrics, out, title=title)
+        if cfg.get("command") == "train":
+            written += plot_training(metrics, out, title=f"{(cfg.get('search_space') or {}).get('name')}, "
+                                                          f"{(cfg.get('dataset') or {}).get('name')}")
         if genotype and space is not None:
             written += plot_cells(space, space.parse_genotype(genotype), out)
     except OSError as exc:

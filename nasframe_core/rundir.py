@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -99,6 +100,44 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def checkpoint_to_resume(self, notes: Optional[list] = None) -> Optional[Path]:
+        """The checkpoint ``--resume`` continues from, or ``None`` for a clean start here.
+
+        A run stopped before its first checkpoint left only ``config.yaml`` and ``log.txt``
+        (and perhaps an empty ``metrics.jsonl``): there is nothing to continue, so the run starts
+        again at epoch 1 in this directory, its old files moved into ``stale-<time>/`` first, so
+        that the new run's files never mix with them; ``notes`` (a list, or ``None`` where
+        another process moves the files) gets the line that says so. Epochs or a result without
+        a checkpoint (a deleted checkpoint, or a directory of something else) are refused: they
+        cannot be continued exactly and are not ours to move.
+        """
+        checkpoint = self.file(CHECKPOINT)
+        if checkpoint.exists():
+            return checkpoint
+        done = len(self.read_metrics()) if self.file(METRICS).is_file() else 0
+        if done or self.file(RESULT).exists():
+            what = f"{done} epochs in {METRICS}" if done else RESULT
+            raise NasframeError(
+                f"--resume {self.path}: no {CHECKPOINT} to continue from, although the directory holds {what}; "
+                f"it cannot be continued exactly: start a new run with --out NEW_DIR"
+            )
+        if notes is not None:
+            stale = self.path / time.strftime("stale-%Y%m%d-%H%M%S")
+            n = 1
+            while stale.exists():
+                n += 1
+                stale = stale.with_name(f"{stale.name.split('.')[0]}.{n}")
+            stale.mkdir()
+            moved = [name for name in (CONFIG, LOG, METRICS) if self.file(name).exists()]
+            for name in moved:
+                # config.yaml is copied, not moved: the run starts again from it
+                (shutil.copy2 if name == CONFIG else os.replace)(self.file(name), stale / name)
+            notes.append(
+                f"--resume {self.path}: no {CHECKPOINT} (the run stopped before its first epoch ended), so it "
+                f"starts again at epoch 1 here; its earlier files ({', '.join(moved)}) are in {stale}"
+            )
+        return None
 
     def write_config(self, text: str) -> None:
         write_text_atomic(self.file(CONFIG), text, self.durable)

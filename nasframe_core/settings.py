@@ -105,6 +105,11 @@ def check_settings(factory: Callable[..., Any], settings: Mapping[str, Any], lab
             raise NasframeError(f"unknown setting {key!r} for {label}; known settings: {listing}")
         sample = _SAMPLES[types[key]] if key in types else known[key]
         out[key] = coerce(value, sample, key)
+    from .domains import check_value, settings_domain
+
+    domains = settings_domain(factory)
+    for key, value in out.items():
+        check_value(domains, key, value, f"setting {key!r} of {label}")
     return out
 
 

@@ -313,6 +313,15 @@ class SearchSpace(abc.ABC):
             return None
         return self.benchmark.query(genotype, bench_dataset, metric)
 
+    def no_statistics_reason(self, dataset: Optional[str]) -> Optional[str]:
+        """Why :meth:`test_statistics` has no number for ``dataset`` (``None`` when it may have one)."""
+        if self.benchmark_name is None:
+            return f"search space {self.name!r} has no benchmark table, so there is no test accuracy to look up"
+        if self.benchmark is None:
+            return (f"no {self.benchmark_name} table is attached: space.attach_benchmark(table) (from "
+                    f"nasframe_core.benchmark.open_benchmark) or --benchmark PATH on the command line")
+        return None
+
     def test_statistics(self, genotype: "Genotype", dataset: Optional[str]) -> Optional[float]:
         """The benchmark's test accuracy of ``genotype`` on ``dataset``, or ``None``."""
         from .benchmark import TEST_ACCURACY

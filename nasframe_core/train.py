@@ -17,7 +17,7 @@ from .cells import discrete_cell_factory
 from .config import Config
 from .context import RunContext, check_finite, scheduled_lr
 from .errors import NasframeError
-from .genotype import read_genotype_text
+from .genotype import parse_in_space, read_genotype_text
 from .job import DataJob
 
 log = logging.getLogger("nasframe")
@@ -43,7 +43,7 @@ class TrainJob(DataJob):
         cfg = self.config
         if not cfg.genotype:
             raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
-        self.genotype = self.space.parse_genotype(read_genotype_text(cfg.genotype))
+        self.genotype = parse_in_space(ctx.host, self.space, read_genotype_text(cfg.genotype))
         final = getattr(self.space, "final_network", None)
         if final is not None:
             model = final(self.genotype, num_classes=self.info.num_classes, in_channels=self.info.in_channels)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE
+
 from . import recipes
 from .engine import OneShotOptimizer
 
@@ -20,6 +22,11 @@ class BetaDARTSOptimizer(OneShotOptimizer):
     search_recipes = recipes.BETA_DARTS
 
     defaults = {"beta_weight_start": 0.0, "beta_weight_end": 50.0, "beta_weight_epochs": 100}
+    settings_domain = {"beta_weight_start": NON_NEGATIVE, "beta_weight_end": NON_NEGATIVE,
+                       "beta_weight_epochs": COUNT}
+    settings_help = {"beta_weight_start": "weight of the beta regularizer at epoch 0",
+                     "beta_weight_end": "weight it rises to (linearly)",
+                     "beta_weight_epochs": "epochs over which it rises"}
 
     def __init__(self, **settings):
         super().__init__(**settings)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from nasframe_core.domains import NON_NEGATIVE, one_of
 from nasframe_core.errors import NasframeError
 
 from . import recipes
@@ -22,6 +23,10 @@ class DARTSMinusOptimizer(OneShotOptimizer):
     search_recipes = recipes.DARTS_MINUS
 
     defaults = {"aux_skip_start": 1.0, "aux_skip_decay": "linear", "aux_skip_op": "skip_connect"}
+    settings_domain = {"aux_skip_start": NON_NEGATIVE, "aux_skip_decay": one_of("linear", "cosine")}
+    settings_help = {"aux_skip_start": "weight of the auxiliary skip at the first epoch (decays to 0)",
+                     "aux_skip_decay": "decay of that weight: linear or cosine",
+                     "aux_skip_op": "the candidate op that serves as the auxiliary skip"}
 
     def __init__(self, **settings):
         super().__init__(**settings)

@@ -6,6 +6,7 @@ from typing import Any, Optional
 import torch
 from torch.distributions import Dirichlet, kl_divergence
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE, POSITIVE, one_of
 from nasframe_core.errors import NasframeError
 
 from . import progressive, recipes
@@ -43,6 +44,16 @@ class DrNASOptimizer(OneShotOptimizer):
     defaults = {"arch_learning_rate": 0.0003, "arch_weight_decay": "auto", "reg_type": "l2", "reg_scale": 0.001,
                 "prior_concentration": 1.0, "partial_channels": 1, "progressive_k": [], "progressive_keep": [],
                 "none_op": True}
+    settings_domain = {"reg_type": one_of("kl", "l2"), "reg_scale": NON_NEGATIVE,
+                       "prior_concentration": POSITIVE, "partial_channels": COUNT}
+    settings_help = {"reg_type": "regularizer: l2 (Adam's weight decay on the concentrations, the official default) or kl",
+                     "reg_scale": "weight of the regularizer",
+                     "prior_concentration": "concentration of the Dirichlet prior",
+                     "partial_channels": "k > 1 runs the edges on 1/k of the channels",
+                     "arch_weight_decay": "the concentrations' weight decay (auto: reg_scale for l2, 0 for kl)",
+                     "progressive_k": "partial-channel k of each progressive stage (empty: one stage)",
+                     "progressive_keep": "ops kept per edge after each stage of the progressive scheme",
+                     "none_op": "keep the none op among the candidates"}
     stochastic = True
 
     def __init__(self, **settings):

@@ -43,6 +43,7 @@ from torch.nn.modules.loss import _Loss
 from nasframe_core import distributed
 from nasframe_core.cells import discrete_cell_factory
 from nasframe_core.data import dataset_info
+from nasframe_core.domains import NON_NEGATIVE, POSITIVE, PROBABILITY
 from nasframe_core.errors import NasframeError
 from nasframe_core.optimizer import MetaOptimizer
 from nasframe_core.settings import coerce
@@ -115,6 +116,27 @@ class OneShotOptimizer(MetaOptimizer):
     search_recipes: dict[str, list] = {"*": [darts_paper()]}
     all_defaults: dict[str, Any] = dict(BASE_DEFAULTS)
     extra_settings: dict[str, Any] = dict(BASE_DEFAULTS)
+    #: the domains and one-line meanings of the shared settings (see nasframe_core.domains)
+    settings_domain = {"learning_rate": POSITIVE, "momentum": PROBABILITY, "weight_decay": NON_NEGATIVE,
+                       "grad_clip": NON_NEGATIVE, "arch_learning_rate": NON_NEGATIVE,
+                       "arch_weight_decay": NON_NEGATIVE}
+    settings_help = {
+        "learning_rate": "weights' learning rate (SGD), decayed by the cosine schedule to run.lr_min",
+        "momentum": "weights' SGD momentum (plain, not Nesterov)",
+        "weight_decay": "weights' weight decay",
+        "grad_clip": "gradient-norm clip of the weights (0: none)",
+        "unrolled": "second-order (unrolled) architecture step instead of first order",
+        "arch_learning_rate": "architecture weights' learning rate (Adam)",
+        "arch_weight_decay": "architecture weights' weight decay",
+        "op_optimizer": "torch.optim class of the weights",
+        "arch_optimizer": "torch.optim class of the architecture weights (Adam, betas 0.5, 0.999)",
+        "loss_criteria": "torch.nn loss class",
+        "device": "where the supernet runs (default: CUDA when available)",
+        "fused": "fast fused cell execution (same math); false: edge by edge",
+        "channels_last": "NHWC activations (auto: on the CPU)",
+        "compile": "torch.compile the supernet (on CUDA with CUDA graphs)",
+        "autocast": "bfloat16 autocast (changes the numbers)",
+    }
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -461,9 +483,21 @@ class OneShotOptimizer(MetaOptimizer):
         return sum(p.numel() for p in graph.weights()) / 1e6
 
     def test_statistics(self) -> Optional[float]:
+        """The benchmark test accuracy of the current genotype; ``None`` (said once, with why, on
+        the ``nasframe.darts`` logger) when there is no number to look up."""
         if self.graph is None or self.search_space is None:
+            self._say_no_statistics("adapt_search_space(search_space, dataset) has not been called yet")
             return None
-        return self.search_space.test_statistics(self.get_genotype(), self.dataset)
+        value = self.search_space.test_statistics(self.get_genotype(), self.dataset)
+        if value is None:
+            self._say_no_statistics(self.search_space.no_statistics_reason(getattr(self.dataset, "name", self.dataset)))
+        return value
+
+    def _say_no_statistics(self, reason: Optional[str]) -> None:
+        said = self.__dict__.setdefault("_said_no_statistics", set())
+        if reason and reason not in said:  # each reason once, not at every epoch
+            said.add(reason)
+            log.warning("test_statistics() is None: %s", reason)
 
     def softmax_json(self) -> dict[str, list]:
         """The op weights that discretization reads (softmax for DARTS), as lists."""
@@ -473,6 +507,10 @@ class OneShotOptimizer(MetaOptimizer):
     def plan_search(self, epochs: int, steps_per_epoch: int) -> None:
         super().plan_search(epochs, steps_per_epoch)
         self.update_schedules(self.epoch)
+
+    def start_notes(self, epochs: int) -> list[str]:
+        """Lines to say before the first epoch of an ``epochs``-epoch search (none by default)."""
+        return []
 
     def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
         """The weight optimizer: its learning rate follows the run's cosine schedule."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from nasframe_core.domains import NON_NEGATIVE, PROBABILITY
 from nasframe_core.space import Choice
 
 from . import recipes
@@ -30,6 +31,10 @@ class FairDARTSOptimizer(OneShotOptimizer):
 
     defaults = {"learning_rate": 0.005, "arch_learning_rate": 0.003, "arch_betas": [0.9, 0.999],
                 "zero_one_weight": 10.0, "threshold": 0.85, "none_op": False}
+    settings_domain = {"zero_one_weight": NON_NEGATIVE, "threshold": PROBABILITY}
+    settings_help = {"zero_one_weight": "weight of the zero-one loss pushing sigmoid weights to 0 or 1",
+                     "threshold": "an op is kept at discretization where its sigmoid weight is above this",
+                     "none_op": "keep the none op among the candidates (the official FairDARTS has none)"}
 
     def _zero_columns(self, name: str) -> list[int]:
         if self.none_op:

@@ -1,6 +1,7 @@
 """GDAS (Dong & Yang, CVPR 2019): hard Gumbel-softmax, only the sampled op of each edge runs."""
 from __future__ import annotations
 
+from nasframe_core.domains import POSITIVE
 from nasframe_core.errors import NasframeError
 
 from . import recipes
@@ -27,6 +28,10 @@ class GDASOptimizer(OneShotOptimizer):
     search_recipes = recipes.GDAS
 
     defaults = {"tau_max": 10.0, "tau_min": 0.1, "unsampled_weights": True}
+    settings_domain = {"tau_max": POSITIVE, "tau_min": POSITIVE}
+    settings_help = {"tau_max": "Gumbel-softmax temperature at the first epoch",
+                     "tau_min": "temperature at the last epoch (annealed linearly)",
+                     "unsampled_weights": "add the unsampled ops' straight-through weights, as xautodl's cell does"}
     stochastic = True
 
     def __init__(self, **settings):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE
+
 from . import recipes
 from .engine import OneShotOptimizer
 from .partial import partial_cell_factory
@@ -22,6 +24,9 @@ class PCDARTSOptimizer(OneShotOptimizer):
     search_recipes = recipes.PC_DARTS
 
     defaults = {"learning_rate": 0.1, "arch_learning_rate": 0.0006, "k": 4, "warmup_epochs": 15}
+    settings_domain = {"k": COUNT, "warmup_epochs": NON_NEGATIVE}
+    settings_help = {"k": "edges run on 1/k of the channels",
+                     "warmup_epochs": "epochs at the start in which the architecture is not updated"}
     strict_weight_inheritance = False
 
     def build_cell_factory(self):
@@ -52,3 +57,12 @@ class PCDARTSOptimizer(OneShotOptimizer):
 
     def arch_step_enabled(self) -> bool:
         return self.epoch >= self.warmup_epochs
+
+    def start_notes(self, epochs: int) -> list[str]:
+        """What to say before the first epoch: an architecture frozen for the whole run."""
+        if epochs > self.warmup_epochs:
+            return []
+        return [f"the architecture is frozen for the whole run: PC-DARTS updates it only after "
+                f"optimizer.warmup_epochs={self.warmup_epochs} epochs of weight training, and this run has "
+                f"{epochs}; the found cell is its random start. Search longer than {self.warmup_epochs} epochs "
+                f"or lower optimizer.warmup_epochs"]

@@ -43,3 +43,16 @@ def nasframe_discretize(optimizer):
     if _owns(optimizer):
         return optimizer.get_genotype()
     return None
+
+
+@hookimpl
+def nasframe_search_start(run):
+    """Say, before the first epoch, what the optimizer notes about the planned run (e.g. an
+    architecture that a warm-up longer than the run keeps frozen)."""
+    import logging
+
+    optimizer = run.optimizer
+    if not _owns(optimizer) or run.epoch:
+        return
+    for line in optimizer.start_notes(run.config.run.epochs):
+        logging.getLogger("nasframe").warning("warning: %s", line)

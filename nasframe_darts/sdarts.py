@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nasframe_core.domains import COUNT, NON_NEGATIVE, one_of
 from nasframe_core.errors import NasframeError
 
 from .bilevel import frozen
@@ -31,6 +32,12 @@ class SDARTSOptimizer(OneShotOptimizer):
     search_recipes = recipes.SDARTS
 
     defaults = {"attack": "random", "epsilon_min": 0.03, "epsilon_max": 0.3, "attack_steps": 7}
+    settings_domain = {"attack": one_of("random", "adversarial"), "epsilon_min": NON_NEGATIVE,
+                       "epsilon_max": NON_NEGATIVE, "attack_steps": COUNT}
+    settings_help = {"attack": "perturbation: random (SDARTS-RS) or adversarial (SDARTS-ADV, PGD)",
+                     "epsilon_min": "perturbation size at epoch 0",
+                     "epsilon_max": "perturbation size it rises to by the last epoch",
+                     "attack_steps": "PGD steps of the adversarial attack"}
     stochastic = True
 
     def __init__(self, **settings):

@@ -186,7 +186,8 @@ def test_every_method_reports_the_benchmark_accuracy_each_epoch(name, tmp_path, 
     assert main(["run", "--optimizer", name, "--dataset", "synthetic", "--set", "dataset.n_train=32",
                  "--set", "dataset.n_test=8", "--set", "dataset.image_size=8", "--set", "search_space.C=4",
                  "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet", *extra,
-                 "--epochs", "2", "--steps-per-epoch", "1", "--benchmark", str(nb201_csv), "--out", str(out)]) == 0
+                 "--epochs", "2", "--steps-per-epoch", "1", "--benchmark", str(nb201_csv),
+                 "--set", "search_space.table_dataset=cifar10", "--out", str(out)]) == 0
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 2
     for m in lines:

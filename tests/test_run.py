@@ -302,7 +302,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 def test_nb201_search_reports_benchmark_accuracy_per_epoch(tmp_path, nb201_csv):
     out = tmp_path / "run"
     assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "2", "--benchmark", str(nb201_csv),
-                 "--out", str(out)]) == 0
+                 "--set", "search_space.table_dataset=cifar10", "--out", str(out)]) == 0
     from nasframe_spaces.nasbench201.codec import NB201Genotype
     from nasframe_spaces.nasbench201.tables import load_nb201_table
 

@@ -110,6 +110,8 @@ class DatasetSource(abc.ABC):
 
     info: DatasetInfo
     augment: Augment = Augment()
+    #: one-line meanings of the settings (see nasframe_core.domains)
+    settings_help = {"data_dir": "where the dataset's files are, or go (--data-dir)"}
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..domains import COUNT, SEED, at_least, between
 from ..errors import NasframeError
 from ..safe_pickle import UNREADABLE, RefusedPickle, restricted_load
 from . import (
@@ -73,6 +74,11 @@ class Digits(DatasetSource):
 # -------------------------------------------------------------------------- synthetic
 class Synthetic(DatasetSource):
     """Random images whose class shifts a fixed random template: learnable, instant, offline."""
+
+    settings_domain = {"n_train": COUNT, "n_test": COUNT, "image_size": COUNT, "channels": COUNT,
+                       "classes": at_least(2), "seed": SEED}
+    settings_help = {"n_train": "training images", "n_test": "test images", "image_size": "side in pixels",
+                     "channels": "image channels", "classes": "number of classes", "seed": "seed of the images"}
 
     augment = Augment(crop_padding=0, flip=False, cutout=0)
 
@@ -209,6 +215,10 @@ def find_image_folder(root: Path) -> Optional[Path]:
 class ImageFolder(DatasetSource):
     """``train/<class>/<image>`` and ``test/<class>/<image>`` (or a tar archive of them)."""
 
+    settings_help = {"name": "the dataset's name in the run's records",
+                     "mean": "per-channel mean for normalisation (default: measured on the training images)",
+                     "std": "per-channel standard deviation (default: measured likewise)"}
+
     def __init__(self, data_dir: Optional[str] = None, name: str = "imagefolder", mean: tuple = (),
                  std: tuple = ()):
         if not data_dir:
@@ -290,6 +300,7 @@ class TorchvisionCifar(DatasetSource):
 
 class FashionMNIST(DatasetSource):
     info = KNOWN_DATASETS["fashion-mnist"]
+    settings_help = {"download": "download the files with torchvision when they are missing"}
     augment = Augment(crop_padding=2, flip=True, cutout=0)
 
     def __init__(self, data_dir: Optional[str] = None, download: bool = True):
@@ -312,6 +323,9 @@ class FashionMNIST(DatasetSource):
 
 class ImageNet16(DatasetSource):
     """NAS-Bench-201's ImageNet16-120: ``train_data_batch_1..10`` and ``val_data`` pickles."""
+
+    settings_domain = {"classes": between(1, 1000)}
+    settings_help = {"classes": "keep the images of the first CLASSES classes (NAS-Bench-201: 120)"}
 
     info = KNOWN_DATASETS["imagenet16-120"]
     augment = Augment(crop_padding=2, flip=True, cutout=0)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasframe_core.cells import discrete_cell_factory
+from nasframe_core.domains import COUNT, at_least
 from nasframe_core.errors import NasframeError
 from nasframe_core.ops import DilConv, FactorizedReduce, Pool, ReLUConvBN, SepConv, Zero
 from nasframe_core.space import CellFactory, CellSpec, Choice, SearchSpace, dense_cell_graph
@@ -120,6 +121,11 @@ class DartsSearchSpace(SearchSpace):
     """The DARTS cell space; ``C``/``layers`` are 16/8 for search, 36/20 for evaluation."""
 
     name = "darts"
+    settings_domain = {"C": at_least(2), "layers": at_least(3), "stem_multiplier": COUNT}
+    settings_help = {"C": "initial channels, even (16 in search, 36 for evaluation)",
+                     "layers": "cells in the network, reductions at 1/3 and 2/3 (8 in search, 20 for evaluation)",
+                     "stem_multiplier": "the stem's channels are stem_multiplier x C",
+                     "auxiliary": "auxiliary classifier head at 2/3 depth (the evaluation network's)"}
     skip_ops = ("skip_connect",)
     #: the DARTS evaluation protocol, the defaults of `nasframe train` for this space
     train_recipe = {

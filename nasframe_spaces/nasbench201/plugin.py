@@ -12,6 +12,9 @@ def _table(path):
     return load_nb201_table(path)
 
 
+_table.settings_help = {"path": f"the table file (--benchmark PATH, or ${ENV_TABLE})"}
+
+
 @hookimpl
 def nasframe_register_search_spaces(register):
     register("nasbench201", "nasframe_spaces.nasbench201.space:NasBench201SearchSpace", default=True,

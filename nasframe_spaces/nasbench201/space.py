@@ -14,12 +14,14 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from nasframe_core.domains import COUNT
 from nasframe_core.errors import NasframeError
 from nasframe_core.ops import Pool, ReLUConvBN, Zero
 from nasframe_core.space import CellFactory, CellSpec, Choice, SearchSpace, dense_cell_graph
 
 from .codec import EDGES, OPS, NB201Genotype
 from .tables import ENV_TABLE, _is_int_text, load_nb201_table, normalize_dataset, resolve_arch
+from .tables.codes import DATASETS
 
 
 _EDGE_INDEX = {edge: k for k, edge in enumerate(EDGES)}
@@ -88,6 +90,11 @@ class NasBench201SearchSpace(SearchSpace):
     name = "nasbench201"
     skip_ops = ("skip_connect",)
     benchmark_name = "nasbench201"
+    settings_domain = {"C": COUNT, "N": COUNT}
+    settings_help = {"C": "channels of the first stage (doubled at each of the two reductions; 16 in the benchmark)",
+                     "N": "cells per stage (5 in the benchmark)",
+                     "table_dataset": "the table's dataset whose results a stand-in dataset (synthetic data, a "
+                                      "subset) reports (default: the run's own dataset)"}
     #: NAS-Bench-201's training recipe, the defaults of `nasframe train` for this space
     train_recipe = {
         "run.epochs": 200,
@@ -103,8 +110,13 @@ class NasBench201SearchSpace(SearchSpace):
         "augment.cutout": 0,
     }
 
-    def __init__(self, C: int = 16, N: int = 5):
+    def __init__(self, C: int = 16, N: int = 5, table_dataset: Optional[str] = None):
         super().__init__()
+        if table_dataset:
+            normalize_dataset(table_dataset)  # an unknown name fails here, listing the known ones
+        self.table_dataset = table_dataset or None
+        #: whether a query may load the table named by NASFRAME_NB201 (until one is attached or detached)
+        self._table_from_env = True
         if C < 1 or N < 1:
             raise NasframeError(f"NB201 needs C >= 1 and N >= 1, got C={C}, N={N}")
         self.C, self.N = int(C), int(N)
@@ -178,20 +190,47 @@ class NasBench201SearchSpace(SearchSpace):
         return NB201Genotype.from_str(text)
 
     # ------------------------------------------------------------------ benchmark
+    def attach_benchmark(self, benchmark) -> None:
+        super().attach_benchmark(benchmark)
+        self._table_from_env = False  # attached or detached on purpose: the environment no longer decides
+
     def _table(self):
-        if self.benchmark is None:
+        if self.benchmark is None and self._table_from_env:
             path = os.environ.get(ENV_TABLE)
             if path:
+                from nasframe_core.benchmark import check_env_path
+
+                check_env_path(ENV_TABLE, path, self.benchmark_name)
                 self.benchmark = load_nb201_table(path)
         return self.benchmark
 
     def benchmark_dataset(self, dataset: Optional[str]) -> Optional[str]:
-        """NB201's name for ``dataset``; other datasets are reported on CIFAR-10."""
+        """NB201's name for ``dataset`` (``table_dataset`` when set; CIFAR-10 when no dataset is
+        named). A dataset the table has no results for is an error naming the ones it has:
+        its results would otherwise be another dataset's."""
+        if self.table_dataset:
+            return normalize_dataset(self.table_dataset)
         name = getattr(dataset, "name", dataset)
+        if name is None:
+            return "cifar10"
         try:
             return normalize_dataset(name)
         except NasframeError:
-            return "cifar10"
+            raise NasframeError(
+                f"the {self.benchmark_name} table has no results for dataset {name!r}; it has "
+                f"{', '.join(DATASETS)} (search_space.table_dataset=NAME reports one of them for a stand-in dataset)"
+            ) from None
+
+    def no_statistics_reason(self, dataset):
+        if self._table() is None and not os.environ.get(ENV_TABLE):
+            return (f"no NAS-Bench-201 table: set {ENV_TABLE} to nb201_200ep.csv (or a NASLib pickle or the NATS "
+                    f"directory), or space.attach_benchmark(load_nb201_table(PATH))")
+        if dataset is not None:
+            try:
+                self.benchmark_dataset(dataset)
+            except NasframeError as exc:
+                return str(exc)
+        return super().no_statistics_reason(dataset)
 
     def query(self, genotype, dataset, metric):
         if self._table() is None:
