@@ -24,12 +24,18 @@ import math
 from typing import Optional
 
 from nasframe_core.blackbox import BlackBoxOptimizer
+from nasframe_core.domains import NON_NEGATIVE, at_least
 from nasframe_core.errors import NasframeError
 from nasframe_core.evaluation import Evaluation, Proposal
 
 
 class _Rungs(BlackBoxOptimizer):
     """What the three share: the rungs, and the evaluations at each."""
+
+    settings_domain = {"eta": at_least(2), "min_fidelity": NON_NEGATIVE, "max_fidelity": NON_NEGATIVE}
+    settings_help = {"eta": "each rung keeps the best 1/eta of the one below it",
+                     "min_fidelity": "the lowest rung's training epochs (0: the evaluator's smallest)",
+                     "max_fidelity": "the highest rung's training epochs (0: the evaluator's largest, or train_epochs)"}
 
     def __init__(self, eta: int = 3, min_fidelity: int = 0, max_fidelity: int = 0, evaluations: int = 0,
                  time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):
@@ -132,6 +138,9 @@ class _Brackets(_Rungs):
 
 class SuccessiveHalving(_Brackets):
     """Successive halving, bracket after bracket (see the module's documentation)."""
+
+    settings_domain = {"initial": NON_NEGATIVE}
+    settings_help = {"initial": "cells a bracket starts at the lowest rung (0: eta ** (rungs - 1))"}
 
     def __init__(self, initial: int = 0, eta: int = 3, min_fidelity: int = 0, max_fidelity: int = 0,
                  evaluations: int = 0, time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):

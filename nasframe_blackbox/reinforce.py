@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from nasframe_core.blackbox import BlackBoxOptimizer
+from nasframe_core.domains import between, greater_than
 from nasframe_core.errors import NasframeError
 from nasframe_core.evaluation import Evaluation
 from nasframe_core.space import Choice
@@ -30,6 +31,10 @@ from nasframe_core.space import Choice
 
 class Reinforce(BlackBoxOptimizer):
     """REINFORCE over each edge's op (see the module's documentation)."""
+
+    settings_domain = {"learning_rate": greater_than(0), "ema_momentum": between(0, 1, high_inclusive=False)}
+    settings_help = {"learning_rate": "Adam's learning rate of the policy (NB201's runs: 0.5)",
+                     "ema_momentum": "momentum of the reward baseline's moving average"}
 
     def __init__(self, learning_rate: float = 0.5, ema_momentum: float = 0.9, evaluations: int = 0,
                  time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):

@@ -1,12 +1,12 @@
 """Running a search from Python (a notebook, a script) and getting a result object.
 
-:func:`search` runs what ``nasframe run`` runs, with the same settings and the same run
-directory, and returns a :class:`SearchResult`::
+:func:`search` runs what ``nasframe run`` runs (the same configuration path: the optimizer's
+search recipe for the space, then the settings; unnamed plugins are the installed defaults), with
+the same run directory, and returns a :class:`SearchResult`::
 
     from nasframe_core.api import search
 
-    result = search("darts", "nasbench201", "digits", epochs=2,
-                    settings={"search_space.C": 4, "search_space.N": 1, "run.steps_per_epoch": 5})
+    result = search(epochs=2, settings={"search_space.C": 4, "search_space.N": 1, "run.steps_per_epoch": 5})
     result.genotype        # the found cell, a Genotype of the space
     result.alphas          # one-shot searches: the op weights per cell type
     result.history         # black-box searches: every evaluation
@@ -50,7 +50,7 @@ class SearchResult:
         return (self.benchmark or {}).get("test_accuracy")
 
 
-def search(optimizer: str = "darts", search_space: str = "nasbench201", dataset: str = "digits", *,
+def search(optimizer: Optional[str] = None, search_space: Optional[str] = None, dataset: Optional[str] = None, *,
            epochs: Optional[int] = None, seed: Optional[int] = None, benchmark: Optional[str] = None,
            settings: Optional[Mapping[str, Any]] = None, out: Optional[str] = None, quiet: bool = True,
            host=None) -> SearchResult:
@@ -61,21 +61,20 @@ def search(optimizer: str = "darts", search_space: str = "nasbench201", dataset:
     progress lines (``log.txt`` is written either way). ``host``: a plugin host
     (:func:`~nasframe_core.plugins.make_plugin_manager`; default: every installed plugin).
     """
-    from .config import Config
+    from .cli import build_parser, config_from_args
     from .engine import execute
     from .plugins import make_plugin_manager
 
     host = host if host is not None else make_plugin_manager()
-    cfg = Config(command="run")
-    cfg.set("optimizer.name", optimizer)
-    cfg.set("search_space.name", search_space)
-    cfg.set("dataset.name", dataset)
-    for key, value in (("epochs", epochs), ("seed", seed), ("benchmark", benchmark)):
+    argv = ["run"]
+    for flag, value in (("--optimizer", optimizer), ("--search-space", search_space), ("--dataset", dataset),
+                        ("--epochs", epochs), ("--seed", seed), ("--benchmark", benchmark)):
         if value is not None:
-            cfg.set(f"run.{key}", value)
+            argv += [flag, str(value)]
     for key, value in (settings or {}).items():
-        cfg.set(key, value)
-    cfg.check_plugins(host)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        argv += ["--set", f"{key}={text}"]
+    cfg = config_from_args(host, build_parser(host).parse_args(argv), "run")
     from .rundir import default_run_dir
 
     run_dir = Path(out) if out is not None else default_run_dir("run")

@@ -122,14 +122,16 @@ class OneShotOptimizer(MetaOptimizer):
                        "arch_weight_decay": NON_NEGATIVE}
     settings_help = {
         "learning_rate": "weights' learning rate (SGD), decayed by the cosine schedule to run.lr_min",
-        "momentum": "weights' SGD momentum (plain, not Nesterov)",
+        "momentum": "weights' SGD momentum",
+        "nesterov": "Nesterov momentum for the weights (NB201's and NASLib's searches use it; the DARTS paper does not)",
         "weight_decay": "weights' weight decay",
         "grad_clip": "gradient-norm clip of the weights (0: none)",
         "unrolled": "second-order (unrolled) architecture step instead of first order",
         "arch_learning_rate": "architecture weights' learning rate (Adam)",
         "arch_weight_decay": "architecture weights' weight decay",
         "op_optimizer": "torch.optim class of the weights",
-        "arch_optimizer": "torch.optim class of the architecture weights (Adam, betas 0.5, 0.999)",
+        "arch_optimizer": "torch.optim class of the architecture weights (Adam)",
+        "arch_betas": "Adam betas of the architecture weights (the DARTS paper's: 0.5, 0.999)",
         "loss_criteria": "torch.nn loss class",
         "device": "where the supernet runs (default: CUDA when available)",
         "fused": "fast fused cell execution (same math); false: edge by edge",
