@@ -285,3 +285,120 @@ def test_the_ray_extra_named_by_the_hint_exists():
     assert any(req.startswith("ray") for req in extras["ray"])
     # the test extra brings Ray, so that the tests below run wherever the tests do
     assert any(req.startswith("ray") or "[ray]" in req for req in extras["test"])
+
+
+RAY_HOOKS = '''
+"""A training evaluator for the Ray tests: its worker process dies on chosen attempts, and it
+notes every data load and every score in files the test reads."""
+import os
+from pathlib import Path
+
+from nasframe_core.evaluation import TrainingEvaluator
+
+
+class KillingEvaluator(TrainingEvaluator):
+    folder = ""
+    deaths = {}  # evaluation index -> how many of its attempts die
+
+    def _note(self, name, text):
+        with open(Path(self.folder) / name, "a") as f:
+            f.write(text + "\\n")
+
+    def _proxy_splits(self):
+        if self._splits is None:
+            self._note("loads.txt", str(os.getpid()))
+        return super()._proxy_splits()
+
+    def score(self, genotype, index):
+        attempt = len(list(Path(self.folder).glob(f"died-{index}-*")))
+        if attempt < self.deaths.get(index, 0):
+            (Path(self.folder) / f"died-{index}-{attempt}").write_text(str(os.getpid()))
+            os.kill(os.getpid(), 9)
+        self._note("scores.txt", f"{os.getpid()} {index}")
+        return super().score(genotype, index)
+'''
+
+
+@pytest.fixture
+def ray_hooks(tmp_path, monkeypatch):
+    """Ray (its local cluster shut down afterwards) and the evaluator above in every search:
+    importable in the Ray workers through PYTHONPATH, which they inherit from this process."""
+    ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install 'nasframe-darts[ray]'")
+    from nasframe_core import blackbox_job
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "nasframe_test_ray_hooks.py").write_text(RAY_HOOKS)
+    monkeypatch.syspath_prepend(str(hooks))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    import nasframe_test_ray_hooks as module
+
+    settings = {"folder": str(tmp_path), "deaths": {}}
+    make = blackbox_job.ProposalJob._make_evaluator
+
+    def make_killing(self, seed):
+        evaluator = make(self, seed)
+        killing = module.KillingEvaluator.__new__(module.KillingEvaluator)
+        killing.__dict__.update(evaluator.__dict__, **settings)
+        return killing
+
+    monkeypatch.setattr(blackbox_job.ProposalJob, "_make_evaluator", make_killing)
+    yield settings
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _ray_search(tmp_path, capsys, evaluations: int) -> dict:
+    """Brief training on a tiny space, two Ray workers of one CPU each (local ray.init)."""
+    out = tmp_path / "run"
+    rc = main(["run", "--optimizer", "rs", "--search-space", "nasbench201", "--dataset", "synthetic",
+               "--executor", "ray", "--workers", "2", "--out", str(out), "--quiet",
+               "--set", f"optimizer.evaluations={evaluations}", "--set", "optimizer.train_epochs=1",
+               "--set", "search_space.C=4", "--set", "search_space.N=1", "--set", "dataset.n_train=256",
+               "--set", "dataset.n_test=64", "--set", "dataset.image_size=16", "--set", "run.batch_size=32"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "Traceback" not in captured.out
+    result = json.loads((out / "result.json").read_text())
+    assert result["executor"] == "ray" and result["workers"] == 2 and result["evaluator"] == "training"
+    assert result["evaluations"] == len(result["history"]) == evaluations
+    assert sorted(e["index"] for e in result["history"]) == list(range(evaluations))
+    for e in result["history"]:
+        assert HISTORY_KEYS <= e.keys() and e["worker"] in (0, 1)
+        if e["status"] == "ok":
+            assert e["error"] is None and 0.0 <= e["valid_accuracy"] <= 100.0
+            assert e["cost"] > 0 and e["started"] < e["finished"]
+    # scored in worker processes (not here); the killed attempts never got to score
+    scores = [line.split() for line in (tmp_path / "scores.txt").read_text().splitlines()]
+    assert str(os.getpid()) not in {pid for pid, _ in scores}
+    assert sorted(int(i) for _, i in scores) == sorted(e["index"] for e in result["history"] if e["status"] == "ok")
+    # the data is loaded once per worker process, not once per evaluation
+    loads = (tmp_path / "loads.txt").read_text().split()
+    assert len(loads) == len(set(loads)), loads
+    return result
+
+
+def test_ray_workers_overlap_and_a_killed_worker_is_retried(tmp_path, ray_hooks, capsys):
+    """The evaluations overlap in time; evaluation 2's worker process is killed on its first
+    attempt, the evaluation is started again (attempts 2) and the search completes its budget."""
+    ray_hooks["deaths"] = {2: 1}
+    result = _ray_search(tmp_path, capsys, 4)
+    history = {e["index"]: e for e in result["history"]}
+    assert all(e["status"] == "ok" for e in history.values()) and result["failed_evaluations"] == 0
+    assert [history[i]["attempts"] for i in range(4)] == [1, 1, 2, 1]
+    assert (tmp_path / "died-2-0").exists() and len(list(tmp_path.glob("died-*"))) == 1
+    assert _most_at_once(result["history"]) == 2  # two evaluations ran at the same time
+    assert {e["worker"] for e in result["history"]} == {0, 1}
+
+
+def test_a_ray_evaluation_whose_worker_always_dies_is_recorded_failed(tmp_path, ray_hooks, capsys):
+    """optimizer.max_attempts (2) starts, both killed: a failed evaluation saying why; the search
+    goes on with the other worker and completes its budget."""
+    ray_hooks["deaths"] = {1: 2}
+    result = _ray_search(tmp_path, capsys, 5)
+    history = {e["index"]: e for e in result["history"]}
+    e = history[1]
+    assert e["status"] == "failed" and e["attempts"] == 2 and e["valid_accuracy"] is None
+    assert "died 2 times" in e["error"] and "optimizer.max_attempts is 2" in e["error"]
+    assert result["failed_evaluations"] == 1
+    assert all(history[i]["status"] == "ok" and history[i]["attempts"] == 1 for i in (0, 2, 3, 4))
