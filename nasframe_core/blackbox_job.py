@@ -76,6 +76,7 @@ class ProposalJob(Job):
         self._resubmit: list[tuple[int, Any, tuple]] = []  # (index, genotype, (worker, started))
         self._carried: list[dict] = []  # told after the last checkpoint, before a resume
         self._journal = None
+        self._replayed = False  # the journal was read (a resume), or found empty
 
     def _make_evaluator(self, seed: int) -> Evaluator:
         cfg = self.config
@@ -100,6 +101,7 @@ class ProposalJob(Job):
     def _replay(self, told_at_checkpoint: int, ended: bool) -> None:
         """Rebuild the search from the journal: the optimizer asked and told again in the order
         it was, the finished evaluations restored, the unfinished ones queued to run again."""
+        self._replayed = True
         path = self._journal_path()
         events = []
         if path is not None and path.exists():
@@ -226,6 +228,12 @@ class ProposalJob(Job):
 
     def run_epoch(self, epoch: int, progress) -> dict:
         host = self.ctx.host
+        if not self._replayed:
+            # a run resumed before its first checkpoint has a journal and no checkpoint to say so
+            self._replayed = True
+            path = self._journal_path()
+            if path is not None and path.exists() and path.stat().st_size > 0:
+                self._replay(0, False)
         evaluated, self._carried = self._carried, []
         while len(evaluated) < self.evaluator.round_size:
             self._fill()
