@@ -201,9 +201,12 @@ def _tells(journal: Path) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("executor,workers", [("serial", 1), ("simulated", 8)])
+@pytest.mark.parametrize("executor,workers,kill_at", [("serial", 1, 15), ("simulated", 8, 15), ("serial", 1, 3)],
+                         ids=["serial", "simulated-8", "serial-before-the-first-checkpoint"])
 def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluation_again(
-        tmp_path, nb201_csv, capsys, monkeypatch, executor, workers):
+        tmp_path, nb201_csv, capsys, monkeypatch, executor, workers, kill_at):
+    """SIGKILL once ``kill_at`` evaluations are told (a round, and its checkpoint, is 10), then
+    ``nasframe run --resume``."""
     budget = 60
     flags = ["--executor", executor, "--workers", str(workers), "--seed", "4", "--set", f"optimizer.evaluations={budget}"]
     full = _run(capsys, tmp_path / "full", *flags, table=nb201_csv)  # uninterrupted, for comparison
@@ -220,7 +223,7 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     journal = cut / "journal.jsonl"
     deadline = time.monotonic() + 120
     try:
-        while not (journal.exists() and len(_tells(journal)) >= 15):
+        while not (journal.exists() and len(_tells(journal)) >= kill_at):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the search did not get going"
             time.sleep(0.005)
@@ -230,7 +233,9 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     told_before = [t["index"] for t in _tells(journal)]
-    assert 15 <= len(told_before) < budget  # killed mid-search
+    assert kill_at <= len(told_before) < budget  # killed mid-search
+    if kill_at < 10:  # nothing but the journal says what was done
+        assert len(told_before) < 10 and not (cut / "checkpoint.pt").exists()
     asked = [json.loads(line)["ask"] for line in journal.read_text().splitlines() if line.startswith('{"ask"')]
     in_flight = set(asked) - set(told_before)
     if workers > 1:
@@ -261,6 +266,10 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     else:
         assert result["history"] == full["history"]
     assert result["genotype"] == full["genotype"]
+    # the journal holds each proposal and each result once: a second kill would resume as well
+    events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip().endswith("}")]
+    assert sorted(e["ask"] for e in events if "ask" in e) == list(range(budget))
+    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(budget))
 
 
 # ------------------------------------------------------------------ Ray
