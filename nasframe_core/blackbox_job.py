@@ -105,16 +105,20 @@ class ProposalJob(Job):
         path = self._journal_path()
         events = []
         if path is not None and path.exists():
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    line = line.strip()
-                    if not line:
-                        continue
+            with open(path, "rb") as f:
+                lines = f.read().split(b"\n")
+            kept = 0  # bytes of the journal's readable lines
+            for n, raw in enumerate(lines, 1):
+                if raw.strip():
                     try:
-                        events.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        if f.readline():  # only the last line may be cut short by a kill
+                        events.append(json.loads(raw))
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        if any(rest.strip() for rest in lines[n:]):  # only the last line may be cut short by a kill
                             raise NasframeError(f"{path} line {n} is damaged; the search cannot be resumed") from None
+                        with open(path, "r+b") as f:  # drop it, so that what the resumed search writes reads
+                            f.truncate(kept)
+                        break
+                kept += len(raw) + 1
         asked: dict[int, tuple] = {}
         for event in events:
             if "ask" in event:
