@@ -15,6 +15,7 @@ import pytest
 
 from nasframe_core.cli import main
 from nasframe_core.evaluation import TableEvaluator
+from nasframe_core.hookspecs import hookimpl
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,6 +174,7 @@ def test_a_search_whose_every_evaluation_fails_ends_with_one_line(tmp_path, nb20
 CALLS_WRAPPER = """
 import os, sys, time
 from nasframe_core.evaluation import TableEvaluator
+from nasframe_core.hookspecs import hookimpl
 
 original = TableEvaluator.score
 calls = open(os.environ["NASFRAME_TEST_CALLS"], "a")
@@ -270,6 +272,55 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip().endswith("}")]
     assert sorted(e["ask"] for e in events if "ask" in e) == list(range(budget))
     assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(budget))
+
+
+class _StopAtRound:
+    def __init__(self, round_):
+        self.round = round_
+
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == self.round:
+            raise KeyboardInterrupt
+
+
+def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, nb201_csv):
+    """Only the last line can be cut short (a kill mid-write); the resumed search drops it
+    before it appends, so the journal stays readable for the next resume."""
+    import yaml
+
+    from nasframe_core.config import Config
+    from nasframe_core.engine import execute
+    from nasframe_core.plugins import make_plugin_manager
+
+    def config():
+        cfg = Config()
+        for k, v in {"optimizer.name": "re", "dataset.name": "cifar10", "run.benchmark": str(nb201_csv),
+                     "run.device": "cpu", "optimizer.evaluations": 35, "run.executor": "simulated",
+                     "run.workers": 4}.items():
+            cfg.set(k, v)
+        return cfg
+
+    full = execute(config(), make_plugin_manager(), out=tmp_path / "full", quiet=True)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        execute(config(), make_plugin_manager(plugins=[("stop", _StopAtRound(2))]), out=cut, quiet=True)
+    journal = cut / "journal.jsonl"
+    with open(journal, "a") as f:
+        f.write('{"tell": {"genotype": "|nor_conv_3x3~0|+|nor_c')
+    resumed = execute(Config.from_dict(yaml.safe_load((cut / "config.yaml").read_text())), make_plugin_manager(),
+                      resume=cut, quiet=True)
+    assert resumed["history"] == full["history"]
+    events = [json.loads(line) for line in journal.read_text().splitlines()]  # every line reads
+    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(35))
+    damaged = journal.read_text().splitlines()
+    damaged[3] = damaged[3][:20]
+    journal.write_text("\n".join(damaged) + "\n")
+    from nasframe_core.errors import NasframeError
+
+    with pytest.raises(NasframeError, match="line 4 is damaged"):
+        execute(Config.from_dict(yaml.safe_load((cut / "config.yaml").read_text())), make_plugin_manager(),
+                resume=cut, quiet=True)
 
 
 # ------------------------------------------------------------------ Ray
