@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from nasframe_core.cli import main
@@ -174,7 +173,6 @@ def test_a_search_whose_every_evaluation_fails_ends_with_one_line(tmp_path, nb20
 CALLS_WRAPPER = """
 import os, sys, time
 from nasframe_core.evaluation import TableEvaluator
-from nasframe_core.hookspecs import hookimpl
 
 original = TableEvaluator.score
 calls = open(os.environ["NASFRAME_TEST_CALLS"], "a")
