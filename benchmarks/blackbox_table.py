@@ -8,9 +8,10 @@ markdown table (or, with ``--json``, a JSON list of rows with keys ``optimizer``
 
 The searches are the plugin's optimizer classes (``nasframe_blackbox.optimizers``
 ``RegularizedEvolution`` and ``RandomSearch``, what ``nasframe run --optimizer re|rs`` runs) on
-NB201's space, with the core's budget rule; only the evaluator is the script's own, scoring
-from arrays indexed by op code instead of the table's rows (at ``--fidelity 200`` it scores
-exactly as the space's table evaluator; ``tests/test_blackbox.py`` checks that).
+NB201's space, driven by the driver's serial ask/tell loop under the core's budget rule; only
+the evaluator is the script's own, scoring from arrays indexed by op code instead of the table's
+rows (at ``--fidelity 200`` a run is exactly ``nasframe run``'s with the same seed;
+``tests/test_blackbox.py`` checks that).
 
 Protocol (NB201's ``exps/algos/R_EA.py`` and ``RANDOM.py`` defaults, the published table's):
 
@@ -97,11 +98,11 @@ class Landscape:
         self.seeds = [[v for v in row if not math.isnan(v)] for row in seeds[order].tolist()]
 
 
-def landscape_evaluator(land: Landscape, seed: int):
-    """An evaluator scoring NB201 genotypes from ``land`` (as the space's table evaluator does,
-    from arrays: one seed's accuracy drawn from the evaluator's generator, the charged time and
-    the reported test accuracy)."""
-    from nasframe_core.blackbox import Evaluation, Evaluator
+def landscape_evaluator(land: Landscape, space, seed: int):
+    """An evaluator scoring NB201 genotypes from ``land`` as the space's table evaluator does,
+    from arrays: one seed's accuracy drawn from the evaluation's own generator (of the seed and
+    the evaluation's index), the charged time and the reported test accuracy."""
+    from nasframe_core.evaluation import Evaluator, Score
     from nasframe_spaces.nasbench201.codec import OPS
 
     index = {op: i for i, op in enumerate(OPS)}
@@ -110,28 +111,60 @@ def landscape_evaluator(land: Landscape, seed: int):
     class LandscapeEvaluator(Evaluator):
         kind = "table"
 
-        def evaluate(self, genotype):
+        def score(self, genotype, i):
             code = codes.get(genotype.ops)
             if code is None:
                 code = codes[genotype.ops] = sum(index[op] * p for op, p in zip(genotype.ops, POWERS))
             seeds = land.seeds[code]
-            valid = seeds[int(self.rng.integers(len(seeds)))] if len(seeds) > 1 else seeds[0]
-            return Evaluation(genotype, valid, land.seconds[code], land.test[code])
+            valid = seeds[int(self.generator(i).integers(len(seeds)))] if len(seeds) > 1 else seeds[0]
+            return Score(valid, land.seconds[code], land.test[code])
 
-    return LandscapeEvaluator(seed)
+    return LandscapeEvaluator(space, land.dataset, seed)
+
+
+def serial_search(optimizer, evaluator) -> list:
+    """The driver's loop on the serial executor (``nasframe run``'s default), without a run
+    directory: ask, score, tell, under the budget's rules (the evaluation whose seconds would
+    overrun the budget ends the search uncounted; a failed one counts and charges nothing)."""
+    from nasframe_core.evaluation import FAILED, Evaluation
+    from nasframe_core.executors import SerialExecutor
+
+    budget, executor = optimizer.budget, SerialExecutor(evaluator)
+    history: list = []
+    charged = 0.0
+    while not (budget.evaluations is not None and optimizer.asked >= budget.evaluations) and not (
+            budget.seconds is not None and charged >= budget.seconds):
+        index = optimizer.asked
+        genotype = optimizer.next_proposal()
+        if genotype is None:
+            raise RuntimeError("the optimizer waits for a result while none is running")
+        executor.submit(index, genotype)
+        (done,) = executor.wait()
+        s = done.score
+        if s is None:
+            e = Evaluation(genotype, None, 0.0, None, FAILED, done.error, index=index)
+        else:
+            e = Evaluation(genotype, s.valid_accuracy, s.cost, s.test_accuracy, index=index)
+            if not budget.admits(charged, e.cost):
+                break
+        charged += e.cost
+        history.append(e)
+        optimizer.tell(e)
+    return history
 
 
 def run_search(name: str, space, land: Landscape, budget: float, seed: int) -> tuple[float, int]:
     """One run of the plugin's optimizer (the class ``nasframe run --optimizer re|rs`` runs) on
-    NB201's space until the time budget ends it: (the incumbent's test accuracy, evaluations)."""
+    NB201's space until the time budget ends it, seeded as ``nasframe run --set run.seed=SEED``:
+    (the incumbent's test accuracy, evaluations)."""
     from nasframe_blackbox.optimizers import RandomSearch, RegularizedEvolution
+    from nasframe_core.data import _mix
 
     opt = (RegularizedEvolution if name == "REA" else RandomSearch)(time_budget=budget)
     opt.adapt_search_space(space, land.dataset)
-    opt.start_search(landscape_evaluator(land, seed + 1), seed)
-    while opt.search_step() is not None:
-        pass
-    return opt.incumbent().test_accuracy, len(opt.history)
+    opt.start(_mix(seed, 0, 31))  # the seeds the driver derives from run.seed
+    history = serial_search(opt, landscape_evaluator(land, space, _mix(seed, 0, 37)))
+    return opt.best(history).test_accuracy, len(history)
 
 
 def main(argv=None) -> int:

@@ -79,6 +79,7 @@ class ProposalJob(Job):
         self._resubmit: list[tuple[int, Any, tuple]] = []  # (index, genotype, (worker, started))
         self._carried: list[dict] = []  # told after the last checkpoint, before a resume
         self._journal = None
+        self._replayed = False  # the journal was read (a resume), or found empty
         if cfg.run.eval_test:
             self.notices.append("run.eval_test: a black-box search trains no network to score on the test split; "
                                 "the found cell's benchmark test accuracy is reported instead")
@@ -116,19 +117,24 @@ class ProposalJob(Job):
     def _replay(self, told_at_checkpoint: int, ended: bool) -> None:
         """Rebuild the search from the journal: the optimizer asked and told again in the order
         it was, the finished evaluations restored, the unfinished ones queued to run again."""
+        self._replayed = True
         path = self._journal_path()
         events = []
         if path is not None and path.exists():
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    line = line.strip()
-                    if not line:
-                        continue
+            with open(path, "rb") as f:
+                lines = f.read().split(b"\n")
+            kept = 0  # bytes of the journal's readable lines
+            for n, raw in enumerate(lines, 1):
+                if raw.strip():
                     try:
-                        events.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        if f.readline():  # only the last line may be cut short by a kill
+                        events.append(json.loads(raw))
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        if any(rest.strip() for rest in lines[n:]):  # only the last line may be cut short by a kill
                             raise NasframeError(f"{path} line {n} is damaged; the search cannot be resumed") from None
+                        with open(path, "r+b") as f:  # drop it, so that what the resumed search writes reads
+                            f.truncate(kept)
+                        break
+                kept += len(raw) + 1
         asked: dict[int, tuple] = {}
         for event in events:
             if "ask" in event:
@@ -246,6 +252,12 @@ class ProposalJob(Job):
 
     def run_epoch(self, epoch: int, progress) -> dict:
         host = self.ctx.host
+        if not self._replayed:
+            # a run resumed before its first checkpoint has a journal and no checkpoint to say so
+            self._replayed = True
+            path = self._journal_path()
+            if path is not None and path.exists() and path.stat().st_size > 0:
+                self._replay(0, False)
         evaluated, self._carried = self._carried, []
         while len(evaluated) < self.evaluator.round_size:
             self._fill()

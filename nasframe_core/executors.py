@@ -22,6 +22,7 @@ import abc
 import heapq
 import os
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
@@ -195,6 +196,7 @@ class RayExecutor(Executor):
         self.local = SerialExecutor(evaluator) if not evaluator.remote else None
         self.task = ray.remote(_evaluate_in_worker) if not self.local else None
         self.evaluator_ref = ray.put(evaluator) if not self.local else None
+        self.key = uuid.uuid4().hex  # names this search's evaluator in the worker processes
         self.slots = list(range(self.workers))
         self.running: dict[Any, tuple[int, Any, int, int]] = {}  # ref -> (index, genotype, slot, attempts)
         self.epoch0 = time.time() - self.now()
@@ -204,7 +206,7 @@ class RayExecutor(Executor):
 
     def _start(self, index, genotype, slot: int, attempts: int) -> None:
         ref = self.task.options(max_retries=0, **self.resources).remote(
-            self.evaluator_ref, genotype, index, self.resources["num_cpus"])
+            self.evaluator_ref, self.key, genotype, index, self.resources["num_cpus"])
         self.running[ref] = (index, genotype, slot, attempts)
 
     def submit(self, index, genotype, at=None) -> tuple[int, float]:
@@ -256,15 +258,25 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
-def _evaluate_in_worker(evaluator, genotype, index: int, threads: int):
+#: in a Ray worker process: ``(key, evaluator)`` of the search it last evaluated for. Ray hands
+#: each task a fresh copy of its arguments; the kept evaluator holds what it loaded at its first
+#: evaluation (a training evaluator's data), so a worker process loads it once, not per task.
+_WORKER_EVALUATOR: list = [None, None]
+
+
+def _evaluate_in_worker(evaluator, key: str, genotype, index: int, threads: int):
     """A Ray task: one evaluation in a worker process, with ``threads`` torch threads."""
     import torch
 
     from .context import resolve_device
 
     torch.set_num_threads(max(1, int(threads)))
-    if hasattr(evaluator, "config"):
-        evaluator.device = resolve_device(evaluator.config.run.device)
+    if _WORKER_EVALUATOR[0] == key:
+        evaluator = _WORKER_EVALUATOR[1]
+    else:
+        if hasattr(evaluator, "config"):
+            evaluator.device = resolve_device(evaluator.config.run.device)
+        _WORKER_EVALUATOR[:] = [key, evaluator]
     started = time.time()
     score, error = run_evaluation(evaluator, genotype, index)
     return score, error, started, time.time()

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasframe_core.blackbox import BlackBoxOptimizer, Budget, Evaluation, Evaluator
+from nasframe_core.blackbox import BlackBoxOptimizer, Budget, Evaluation
 from nasframe_core.cli import main
 from nasframe_core.config import Config
 from nasframe_core.engine import execute
 from nasframe_core.errors import NasframeError
+from nasframe_core.evaluation import Evaluator, Score
 from nasframe_core.hookspecs import hookimpl
-from nasframe_core.optimizer import MetaOptimizer
 from nasframe_core.plugins import make_plugin_manager
 from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.codec import NB201Genotype
@@ -94,19 +94,42 @@ class Landscape(Evaluator):
 
     kind = "synthetic"
 
-    def __init__(self, seed=0):
-        super().__init__(seed)
+    def __init__(self, space=None, dataset="cifar10", seed=0):
+        super().__init__(space, dataset, seed)
         self.weights = np.random.default_rng(123).normal(size=(6, 5))
         self.calls = 0
 
-    def score(self, g) -> float:
+    def value(self, g) -> float:
         idx = g.op_indices
         # a rugged function: additive part plus a pairwise interaction, so local optima exist
         return float(sum(self.weights[e, i] for e, i in enumerate(idx)) + 0.8 * np.cos(3.0 * idx[0] * idx[5] + idx[2]))
 
-    def evaluate(self, g) -> Evaluation:
+    def score(self, g, index) -> Score:
         self.calls += 1
-        return Evaluation(g, self.score(g), 1.0, None)
+        return Score(self.value(g), 1.0, None)
+
+
+class Drive:
+    """The driver's serial loop, by hand: ask, score, tell."""
+
+    def __init__(self, opt, evaluator):
+        self.opt, self.evaluator, self.history = opt, evaluator, []
+
+    def ask(self):
+        index = self.opt.asked
+        genotype = self.opt.next_proposal()
+        assert genotype is not None, "a serial search was told everything it asked and still waits"
+        return index, genotype
+
+    def tell(self, index, genotype) -> Evaluation:
+        s = self.evaluator.score(genotype, index)
+        e = Evaluation(genotype, s.valid_accuracy, s.cost, s.test_accuracy, index=index)
+        self.history.append(e)
+        self.opt.tell(e)
+        return e
+
+    def step(self) -> Evaluation:
+        return self.tell(*self.ask())
 
 
 def _optimizer(name, **settings):
@@ -114,51 +137,101 @@ def _optimizer(name, **settings):
 
     cls = {"rs": RandomSearch, "re": RegularizedEvolution, "ls": LocalSearch}[name]
     opt = cls(**settings)
-    opt.adapt_search_space(NasBench201SearchSpace(), "cifar10")
-    opt.start_search(Landscape(), seed=7)
-    return opt
+    space = NasBench201SearchSpace()
+    opt.adapt_search_space(space, "cifar10")
+    opt.start(7)
+    return Drive(opt, Landscape(space))
 
 
 def test_regularized_evolution_tournament_mutation_and_aging():
-    opt = _optimizer("re", population_size=5, sample_size=3, evaluations=40)
+    drive = _optimizer("re", population_size=5, sample_size=3, evaluations=40)
+    opt = drive.opt
     for _ in range(5):
-        opt.search_step()
-    assert list(opt.population) == opt.history  # the first members are random
+        drive.step()
+    assert list(opt.population) == drive.history  # the first members are random
     for k in range(25):
         before = list(opt.population)
-        winner = opt.tournament()
+        # the child mutates exactly one op of its tournament's winner (the earliest drawn on ties)
+        child = drive.step()
         assert len(opt.last_tournament) == 3 and all(m in before for m in opt.last_tournament)
-        assert winner.valid_accuracy == max(m.valid_accuracy for m in opt.last_tournament)
-        # the child the next step makes mutates exactly one op of its tournament's winner
-        child = opt.search_step()
         parent = max(opt.last_tournament, key=lambda m: m.valid_accuracy)
         assert sum(a != b for a, b in zip(parent.genotype.ops, child.genotype.ops)) == 1
         # the child joined, the oldest died
         assert list(opt.population) == before[1:] + [child]
-    assert list(opt.population) == opt.history[-5:]
+    assert list(opt.population) == drive.history[-5:]
+
+
+def test_asynchronous_evolution_updates_the_population_on_arrival():
+    """A child per free worker: proposals are made before earlier ones are told, and the
+    population takes the evaluations in the order they arrive; a failed one joins nothing."""
+    drive = _optimizer("re", population_size=4, sample_size=2, evaluations=40)
+    opt = drive.opt
+    asked = [drive.ask() for _ in range(6)]  # six workers: four random members, two children
+    assert opt.asked == 6 and not opt.population
+    # nothing told yet: the two beyond the population are random too (there is no parent)
+    assert not opt.last_tournament
+    arrival = [3, 0, 5, 1]
+    told = [drive.tell(*asked[i]) for i in arrival]
+    assert list(opt.population) == told
+    failed = Evaluation(asked[2][1], None, 0.0, status="failed", error="boom", index=asked[2][0])
+    opt.tell(failed)
+    assert list(opt.population) == told
+    last = drive.tell(*asked[4])
+    assert list(opt.population) == told[1:] + [last]  # the oldest to arrive died
+    child_index, child = drive.ask()
+    assert child_index == 6 and all(m in opt.population for m in opt.last_tournament)
+    parent = max(opt.last_tournament, key=lambda m: m.valid_accuracy)
+    assert sum(a != b for a, b in zip(parent.genotype.ops, child.ops)) == 1
 
 
 def test_local_search_stops_at_local_optima():
-    opt = _optimizer("ls", evaluations=400)
-    land = opt.evaluator
+    drive = _optimizer("ls", evaluations=400)
+    opt, land = drive.opt, drive.evaluator
     while len(opt.local_optima) < 2:
-        opt.search_step()
+        drive.step()
     space = opt.search_space
     for optimum in opt.local_optima:
-        best_neighbour = max(land.score(n) for n in space.neighbours(optimum.genotype))
+        best_neighbour = max(land.value(n) for n in space.neighbours(optimum.genotype))
         assert best_neighbour <= optimum.valid_accuracy
     # it climbed: each optimum is at least as good as where its climb started
-    assert opt.local_optima[0].valid_accuracy >= opt.history[0].valid_accuracy
+    assert opt.local_optima[0].valid_accuracy >= drive.history[0].valid_accuracy
     # no genotype was scored twice within a climb (neighbours seen before are reused)
-    assert land.calls == len(opt.history)
+    assert land.calls == len(drive.history)
+
+
+def test_local_search_waits_for_its_neighbourhood_with_several_workers():
+    """Asked with results outstanding, local search hands out the whole neighbourhood, then
+    answers None (wait) until every neighbour is told; the move comes after."""
+    drive = _optimizer("ls", evaluations=400)
+    opt = drive.opt
+    start = drive.step()  # initial=1: the start, told at once
+    n = len(opt.search_space.neighbours(start.genotype))
+    asked = [drive.ask() for _ in range(n)]
+    assert {str(g) for _, g in asked} == {str(g) for g in opt.search_space.neighbours(start.genotype)}
+    assert opt.next_proposal() is None and opt.asked == n + 1  # a None is not a proposal
+    for index, g in asked[:-1]:
+        drive.tell(index, g)
+        assert opt.next_proposal() is None
+    drive.tell(*asked[-1])
+    index, g = drive.ask()  # the move: the best neighbour's neighbourhood, or a restart
+    assert index == n + 1 and g is not None
 
 
 def test_random_search_proposes_seeded_random_cells():
     a, b = _optimizer("rs", evaluations=5), _optimizer("rs", evaluations=5)
-    ga = [a.search_step().genotype for _ in range(5)]
-    gb = [b.search_step().genotype for _ in range(5)]
+    ga = [a.step().genotype for _ in range(5)]
+    gb = [b.step().genotype for _ in range(5)]
     assert ga == gb and len(set(map(str, ga))) == 5
-    assert a.get_genotype() == max(a.history, key=lambda e: e.valid_accuracy).genotype
+    assert BlackBoxOptimizer.best(a.history).genotype == max(a.history, key=lambda e: e.valid_accuracy).genotype
+
+
+def test_evaluator_generators_depend_on_the_seed_and_the_index_only():
+    land = Landscape(NasBench201SearchSpace(), "cifar10", seed=11)
+    draws = [land.generator(i).random(3).tolist() for i in (0, 1, 2)]
+    assert draws == [land.generator(i).random(3).tolist() for i in (0, 1, 2)]  # in any order, as often as asked
+    assert draws[2] == Landscape(None, "cifar10", seed=11).generator(2).random(3).tolist()
+    assert len({tuple(d) for d in draws}) == 3
+    assert draws[0] != Landscape(None, "cifar10", seed=12).generator(0).random(3).tolist()
 
 
 def test_budget_needs_a_limit_and_settings_are_checked():
@@ -167,44 +240,20 @@ def test_budget_needs_a_limit_and_settings_are_checked():
     assert Budget(evaluations=3).spent(3, 0.0) and not Budget(seconds=10).spent(99, 9.9)
     with pytest.raises(NasframeError, match="must not be negative"):
         _optimizer("rs", evaluations=-1)
+    with pytest.raises(NasframeError, match="max_attempts"):
+        _optimizer("rs", max_attempts=0)
 
 
 # ------------------------------------------------------------ through the loop
-class Frugal(MetaOptimizer):
-    """An optimizer written against MetaOptimizer alone: nothing of DARTS (no op_optimizer,
-    graph, alphas, architectural_weights or softmax_json), no supernet, no steps."""
-
-    using_step_function = False
+class Frugal(BlackBoxOptimizer):
+    """An optimizer written against BlackBoxOptimizer alone: nothing but ``ask`` (no DARTS
+    attribute, no supernet, no steps, no state of its own)."""
 
     def __init__(self, evaluations: int = 6):
-        super().__init__()
-        self.n, self.seen = evaluations, []
+        super().__init__(evaluations=evaluations)
 
-    def adapt_search_space(self, search_space, dataset, scope=None, **kwargs):
-        self.search_space, self.dataset = search_space, dataset
-
-    def search_budget(self):
-        return Budget(evaluations=self.n)
-
-    def start_search(self, evaluator, seed):
-        self.evaluator, self.rng = evaluator, np.random.default_rng(seed)
-
-    def search_step(self):
-        e = self.evaluator.evaluate(self.search_space.random_genotype(self.rng))
-        self.seen.append(e)
-        return e
-
-    def step(self, data_train, data_val):
-        raise AssertionError("a black-box optimizer is never stepped")
-
-    def get_final_architecture(self):
-        return max(self.seen, key=lambda e: e.valid_accuracy).genotype
-
-    def get_genotype(self):
-        return self.get_final_architecture()
-
-    def get_checkpointables(self):
-        return {}
+    def ask(self):
+        return self.search_space.random_genotype(self.rng)
 
 
 class FrugalPlugin:
@@ -241,6 +290,7 @@ def test_the_loop_runs_an_optimizer_without_darts_attributes_and_touches_no_data
         assert key in result
     assert "alphas" not in result
     assert len(result["history"]) == 6 and result["evaluations"] == 6
+    assert all(e["status"] == "ok" for e in result["history"])  # a refused load would have failed one
     g = NB201Genotype.from_str(result["genotype"])
     best = max(result["history"], key=lambda e: e["valid_accuracy"])
     assert best["genotype"] == result["genotype"]
@@ -269,6 +319,23 @@ def test_table_scores_are_one_seed_and_charge_the_training_time(nb201_csv):
     assert [t for _, t in drawn] == pytest.approx([2879.749334] * len(drawn))
 
 
+def test_table_evaluator_scores_depend_on_the_index_not_the_order(nb201_csv):
+    from nasframe_core.evaluation import TableEvaluator
+    from nasframe_spaces.nasbench201.tables import load_nb201_table
+
+    space = NasBench201SearchSpace()
+    space.attach_benchmark(load_nb201_table(nb201_csv))
+    evaluator = TableEvaluator(space, "cifar10", 5)
+    g = NB201Genotype.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    forward = [evaluator.score(g, i) for i in range(30)]
+    backward = [evaluator.score(g, i) for i in reversed(range(30))][::-1]
+    assert forward == backward  # any executor, any order of completion: the same scores
+    assert len({s.valid_accuracy for s in forward}) > 1  # each index draws its own seed
+    assert {s.test_accuracy for s in forward} == {space.test_statistics(g, "cifar10")}
+    assert [s.valid_accuracy for s in forward] != [s.valid_accuracy for s in
+                                                   (TableEvaluator(space, "cifar10", 6).score(g, i) for i in range(30))]
+
+
 def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb201_csv, capsys):
     out = tmp_path / "run"
     assert main(["run", "--optimizer", "re", "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
@@ -278,8 +345,8 @@ def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb
     assert "simulated seconds" in lines[1] and "budget 20000 simulated seconds" in lines[1]
     assert lines[2].startswith("benchmark nasbench201 (cifar10): test accuracy")
     result = json.loads((out / "result.json").read_text())
-    spent = [e["spent_seconds"] for e in result["history"]]
-    assert spent[-1] == result["spent_seconds"] <= 20000  # NB201's rule: the overrunning evaluation is dropped
+    spent = np.cumsum([e["cost"] for e in result["history"]]).tolist()
+    assert spent[-1] == pytest.approx(result["spent_seconds"]) and result["spent_seconds"] <= 20000  # NB201's rule: the overrunning evaluation is dropped
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert f"budget     {len(spent)} evaluations" in shown and "epochs" not in shown
@@ -302,7 +369,8 @@ def test_the_evaluation_that_would_overrun_the_time_budget_ends_the_run_uncounte
     assert main([*args, "--set", f"optimizer.evaluations={n + 1}", "--out", str(counted)]) == 0
     counted_history = json.loads((counted / "result.json").read_text())["history"]
     assert [e["genotype"] for e in counted_history[:n]] == [e["genotype"] for e in timed_history]
-    assert timed_history[-1]["spent_seconds"] <= 20000 < counted_history[n]["spent_seconds"]
+    spent = np.cumsum([e["cost"] for e in counted_history]).tolist()
+    assert spent[n - 1] <= 20000 < spent[n]
     capsys.readouterr()
 
 
@@ -322,9 +390,16 @@ class StopAt:
             raise KeyboardInterrupt
 
 
+def wall_clock_free(history: list[dict]) -> list[dict]:
+    """A history without ``started`` and ``finished``: the serial executor's are wall-clock seconds."""
+    return [{k: v for k, v in e.items() if k not in ("started", "finished")} for e in history]
+
+
+@pytest.mark.parametrize("executor", ["serial", "simulated"])
 @pytest.mark.parametrize("name", ["re", "ls", "rs"])
-def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name):
-    settings = {"optimizer.evaluations": 47, "run.seed": 3}
+def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name, executor):
+    settings = {"optimizer.evaluations": 47, "run.seed": 3, "run.executor": executor,
+                "run.workers": 4 if executor == "simulated" else 1}
     full = execute(_config(name, nb201_csv, **settings), make_plugin_manager(), out=tmp_path / "full", quiet=True)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
@@ -333,7 +408,12 @@ def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name):
     assert len((cut / "metrics.jsonl").read_text().splitlines()) == 2
     resumed = execute(Config.from_dict(__import__("yaml").safe_load((cut / "config.yaml").read_text())),
                       make_plugin_manager(), resume=cut, quiet=True)
-    assert resumed["history"] == full["history"]
+    if executor == "serial":
+        assert wall_clock_free(resumed["history"]) == wall_clock_free(full["history"])
+    else:  # simulated clocks: the resumed workers start when and where they did
+        assert resumed["history"] == full["history"]
+        assert resumed["search_wall_seconds"] == full["search_wall_seconds"]
+        assert len({e["worker"] for e in full["history"]}) == 4
     assert resumed["genotype"] == full["genotype"] and len(full["history"]) == 47
 
 
@@ -426,25 +506,19 @@ def _table_script():
 
 
 @pytest.mark.parametrize("name", ["REA", "RS"])
-def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_scores_it(nb201_csv, name):
+def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_does(tmp_path, nb201_csv, name):
     """At 200-epoch fidelity the script's array evaluator scores exactly as the space's table
-    evaluator (what `nasframe run` uses), so its runs are the plugin's runs."""
-    from nasframe_blackbox.optimizers import RandomSearch, RegularizedEvolution
-    from nasframe_core.blackbox import TableEvaluator
+    evaluator and its loop is the driver's serial loop, so its runs are `nasframe run`'s runs:
+    the same seed gives the same evaluations and the same reported accuracy."""
     from nasframe_spaces.nasbench201.simulate import NB201Arrays
-    from nasframe_spaces.nasbench201.tables import load_nb201_table
 
     script = _table_script()
     land = script.Landscape(NB201Arrays(nb201_csv), None, "cifar10", 200)
-    space = NasBench201SearchSpace()
-    space.attach_benchmark(load_nb201_table(nb201_csv))
     for seed in (4, 10):
-        opt = (RegularizedEvolution if name == "REA" else RandomSearch)(time_budget=60000)
-        opt.adapt_search_space(space, "cifar10")
-        opt.start_search(TableEvaluator(space, "cifar10", seed + 1), seed)
-        while opt.search_step() is not None:
-            pass
-        assert opt.charged <= 60000
         acc, n = script.run_search(name, NasBench201SearchSpace(), land, 60000, seed)
-        assert n == len(opt.history) > 15
-        assert acc == pytest.approx(opt.incumbent().test_accuracy, abs=1e-9)
+        cfg = _config({"REA": "re", "RS": "rs"}[name], nb201_csv,
+                      **{"optimizer.time_budget": 60000, "run.seed": seed})
+        result = execute(cfg, make_plugin_manager(), out=tmp_path / f"{name}{seed}", quiet=True)
+        assert result["spent_seconds"] <= 60000
+        assert n == result["evaluations"] > 15
+        assert acc == pytest.approx(result["test_statistics"], abs=1e-9)
