@@ -136,17 +136,26 @@ def _pm(stat: Optional[dict], digits: int = 2) -> str:
 
 
 def markdown(rows: list[dict], by: tuple[str, ...]) -> str:
-    head = [*by, "runs", "test accuracy", "validation accuracy", "evaluations or epochs", "charged s", "published",
-            "source"]
+    """The rows as a Markdown table; the published rows' sources as numbered notes below it."""
+    head = [*by, "runs", "test accuracy", "validation accuracy", "evaluations or epochs", "charged s", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    sources: list[str] = []
     for r in rows:
         pub = r["published"]
+        if pub is None:
+            shown = "-"
+        else:
+            if pub["source"] not in sources:
+                sources.append(pub["source"])
+            shown = (f"{pub['mean']:.2f}" + (f" ± {pub['std']:.2f}" if pub.get("std") is not None else "")
+                     + f" [{sources.index(pub['source']) + 1}]")
         lines.append("| " + " | ".join([
             *(str(r.get(k)) for k in by), str(r["runs"]), _pm(r["test_accuracy"]), _pm(r["valid_accuracy"]),
-            _pm(r["cost"]["evaluations"] or r["cost"]["epochs"], 1), _pm(r["cost"]["charged_seconds"], 0),
-            "-" if pub is None else (f"{pub['mean']:.2f}" + (f" ± {pub['std']:.2f}" if pub.get("std") is not None else "")),
-            "-" if pub is None else pub["source"],
+            _pm(r["cost"]["evaluations"] or r["cost"]["epochs"], 1), _pm(r["cost"]["charged_seconds"], 0), shown,
         ]) + " |")
+    if sources:
+        lines.append("")
+        lines += [f"[{i}] {source}" for i, source in enumerate(sources, 1)]
     return "\n".join(lines)
 
 

@@ -325,7 +325,7 @@ def test_table_evaluator_scores_depend_on_the_index_not_the_order(nb201_csv):
 
     space = NasBench201SearchSpace()
     space.attach_benchmark(load_nb201_table(nb201_csv))
-    evaluator = TableEvaluator(space, "cifar10", 5)
+    evaluator = TableEvaluator(space, "cifar10", 5, protocol="per-dataset")  # 200 epochs: one seed per evaluation
     g = NB201Genotype.from_str("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
     forward = [evaluator.score(g, i) for i in range(30)]
     backward = [evaluator.score(g, i) for i in reversed(range(30))][::-1]
@@ -333,7 +333,7 @@ def test_table_evaluator_scores_depend_on_the_index_not_the_order(nb201_csv):
     assert len({s.valid_accuracy for s in forward}) > 1  # each index draws its own seed
     assert {s.test_accuracy for s in forward} == {space.test_statistics(g, "cifar10")}
     assert [s.valid_accuracy for s in forward] != [s.valid_accuracy for s in
-                                                   (TableEvaluator(space, "cifar10", 6).score(g, i) for i in range(30))]
+                                                   (TableEvaluator(space, "cifar10", 6, protocol="per-dataset").score(g, i) for i in range(30))]
 
 
 def test_re_command_on_the_table_prints_the_cell_and_its_accuracies(tmp_path, nb201_csv, capsys):

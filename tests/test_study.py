@@ -118,7 +118,10 @@ def test_sweep_runs_every_point_as_a_run_directory_and_aggregates(tmp_path, nb20
     # markdown and csv forms of the same rows
     assert main(["aggregate", str(out)]) == 0
     md = capsys.readouterr().out.splitlines()
-    assert md[0].startswith("| optimizer | dataset | runs | test accuracy") and len(md) == 2 + len(rows)
+    table = [line for line in md if line.startswith("|")]
+    assert md[0].startswith("| optimizer | dataset | runs | test accuracy") and len(table) == 2 + len(rows)
+    assert all(line.endswith("[1] |") for line in table[2:])  # every row's published mean, its source below
+    assert md[-1].startswith("[1] NAS-Bench-201 (Dong & Yang, ICLR 2020), Table 5")
     assert main(["aggregate", str(out), "--csv", "--by", "optimizer"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("optimizer,runs,") and len(lines) == 3
