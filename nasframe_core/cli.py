@@ -101,6 +101,10 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     p.add_argument("--benchmark", help="path of the table (default: $NASFRAME_NB201 for nasbench201)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from .score_cmd import add_parser as add_score_parser
+
+    add_score_parser(sub)
+
     p = sub.add_parser("show", help="summarise a run directory")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -129,7 +133,8 @@ def cmd_plugins(host: PluginHost, args) -> int:
         print(f"  hooks: {', '.join(info['hooks'])}")
         for kind, names in info["registers"].items():
             if names:
-                print(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
+                plural = "proxies" if kind == "proxy" else kind.replace("_", " ") + "s"
+                print(f"  {plural}: {', '.join(names)}")
     if not report:
         print("no plugins loaded")
     for entry in ambiguous:
@@ -295,6 +300,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_run(host, args, args.command)
         if args.command == "query":
             return cmd_query(host, args)
+        if args.command == "score":
+            from .score_cmd import cmd_score
+
+            return cmd_score(host, args)
         if args.command == "show":
             from .report import cmd_show
 
