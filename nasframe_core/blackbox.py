@@ -108,6 +108,9 @@ class Evaluator(abc.ABC):
     kind: str = "?"
     #: how many evaluations the loop groups into one checkpointed round
     round_size: int = 10
+    #: set by the loop: ``proxy_scorer(names)`` gives a :class:`~nasframe_core.scoring.Scorer` of
+    #: zero-cost proxies for the run's space and data (an optimizer's warm-up uses it)
+    proxy_scorer = None
 
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)

@@ -72,10 +72,9 @@ class BlackBoxJob(JobBase):
             optimizer.adapt_search_space(self.space, self.dataset)
         self.budget: Budget = optimizer.search_budget()
         seed = cfg.run.seed
-        if self.benchmark is not None and self.space.benchmark_dataset(self.dataset) is not None:
-            self.evaluator = TableEvaluator(self.space, self.dataset, _mix(seed, 0, 37))
-        else:
-            self.evaluator = TrainingEvaluator(ctx, self.budget.train_epochs, _mix(seed, 0, 37))
+        from .zerocost import evaluator_for  # run.evaluator: auto (table, else training) or zerocost:PROXY
+
+        self.evaluator = evaluator_for(ctx, self.space, self.dataset, self.benchmark, self.budget, _mix(seed, 0, 37))
         self.spent = _Spent()
         optimizer.start_search(self.evaluator, _mix(seed, 0, 31))
 
@@ -152,7 +151,9 @@ class BlackBoxJob(JobBase):
         unit = "simulated s" if self.evaluator.kind == "table" else "s of training"
         line = (f"evaluations {m['evaluations']}, {m['spent_seconds']:.0f} {unit} charged "
                 f"({100 * m['budget_fraction']:.0f}% of the budget)")
-        if m.get("best_valid_accuracy") is not None:
+        if m.get("best_valid_accuracy") is not None and self.evaluator.kind == "zerocost":
+            line += f": best {self.evaluator.proxy} score {m['best_valid_accuracy']:.6g}"
+        elif m.get("best_valid_accuracy") is not None:
             line += f": best search accuracy {m['best_valid_accuracy']:.2f}%"
         if m.get("test_statistics") is not None:
             line += f", its benchmark test accuracy {m['test_statistics']:.2f}%"
@@ -186,7 +187,9 @@ class BlackBoxJob(JobBase):
         unit = "simulated seconds" if result["evaluator"] == "table" else "seconds of training"
         searched = (f"searched {result['evaluations']} architectures in {result['spent_seconds']:.0f} {unit} "
                     f"(budget {self.budget.describe()})")
-        if result.get("best_valid_accuracy") is not None:
+        if result.get("best_valid_accuracy") is not None and result["evaluator"] == "zerocost":
+            searched += f"; the best scored {result['best_valid_accuracy']:.6g} ({self.evaluator.describe()})"
+        elif result.get("best_valid_accuracy") is not None:
             what = "validation accuracy from the table, as the search saw it" if result["evaluator"] == "table" else (
                 f"validation accuracy after {_epochs(self.budget.train_epochs)} of training")
             searched += f"; the best scored {result['best_valid_accuracy']:.2f}% ({what})"

@@ -40,6 +40,8 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool) -> None:
     g = p.add_argument_group("what to run")
     if not train:
         g.add_argument("--optimizer", help=f"search optimizer (default: {d.optimizer.name})")
+        g.add_argument("--evaluator", help="how a black-box search scores cells: auto, table, training or "
+                                           "zerocost:PROXY, e.g. zerocost:synflow (default: auto)")
     g.add_argument("--search-space", dest="search_space",
                    help="search space (default: the genotype's)" if train else
                    f"search space (default: {d.search_space.name})")
@@ -156,7 +158,7 @@ def config_from_args(host: PluginHost, args, command: str):
         path = RunDir.open_existing(Path(args.resume)).file(CONFIG)
         cfg = Config.from_dict(load_config_file(path), str(path))
         refused = [f for f in ("optimizer", "search_space", "dataset", "batch_size", "steps_per_epoch", "seed",
-                               "config", "out", "genotype")
+                               "config", "out", "genotype", "evaluator")
                    if getattr(args, f, None) is not None] + (["set"] if args.overrides else [])
         if refused:
             flag = "--" + refused[0].replace("_", "-")
@@ -193,7 +195,7 @@ def config_from_args(host: PluginHost, args, command: str):
         value = getattr(args, flag, None)
         if value is not None:
             cfg.set(key, value)
-    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device"):
+    for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device", "evaluator"):
         value = getattr(args, key, None)
         if value is not None:
             cfg.set(f"run.{key}", value)

@@ -47,6 +47,8 @@ class RunSettings:
     lr_min: float = 0.001
     scheduler: str = "cosine"
     eval_test: bool = False
+    #: how a black-box search scores a genotype: auto, table, training or zerocost:PROXY
+    evaluator: str = "auto"
 
 
 @attrs.define
@@ -107,6 +109,10 @@ class Config:
             section, name = "run", section
         if section == "run":
             _set_attr(self.run, RunSettings, name, value, "run")
+            if name == "evaluator":
+                from .zerocost import check_evaluator_name
+
+                self.run.evaluator = check_evaluator_name(self.run.evaluator)
             allowed = RUN_CHOICES.get(name)
             if allowed and getattr(self.run, name) not in allowed:
                 raise NasframeError(f"config key 'run.{name}' must be one of {', '.join(allowed)}, got {value!r}")
