@@ -111,8 +111,9 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("plot", help="draw alpha evolution and the final cells of a run as PNGs")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("plot", help="draw alpha evolution and the final cells of a run, or a score output's "
+                                    "proxy-against-accuracy scatter plots, as PNGs")
+    p.add_argument("run_dir", metavar="RUN_DIR|SCORE_FILE")
     p.add_argument("--out", help="directory for the PNGs (default: RUN_DIR/plots)")
     return parser
 

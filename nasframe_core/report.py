@@ -115,6 +115,11 @@ def _space_of(host, cfg: dict):
 
 
 def cmd_plot(host, args) -> int:
+    from .scoring import read_scores
+
+    scores = read_scores(Path(args.run_dir))
+    if scores is not None:  # a `nasframe score` output: proxy against accuracy
+        return _plot_scores(scores, Path(args.run_dir), args.out)
     run = _open(args.run_dir)
     metrics = run.read_metrics()
     if not metrics:
@@ -140,6 +145,21 @@ def cmd_plot(host, args) -> int:
         written += plot_incumbent(metrics, out, title=title)
         if genotype and space is not None:
             written += plot_cells(space, space.parse_genotype(genotype), out)
+    except OSError as exc:
+        raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def _plot_scores(scores: dict, where: Path, out_arg) -> int:
+    from .score_plot import plot_scores
+
+    base = where if where.is_dir() else where.parent
+    out = Path(out_arg).expanduser() if out_arg else base / "plots"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = plot_scores(scores, out)
     except OSError as exc:
         raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     for path in written:
