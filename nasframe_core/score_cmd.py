@@ -27,8 +27,10 @@ def add_parser(sub) -> None:
                    help=f"the seed of the sample, the initialisations and the batches (default: {DEFAULT_SEED})")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"images per batch for proxies without their own (default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--accuracy", choices=("test", "valid"), default="test",
-                   help="the benchmark accuracy to correlate with (default: test)")
+    p.add_argument("--accuracy", choices=("valid", "test"), default="valid",
+                   help="the benchmark accuracy to correlate with: valid, the accuracy of the training run "
+                        "the published correlations use (NB201: cifar10-valid, trained on 25k images), or "
+                        "test (NB201: the cifar10 run trained on 50k, on the test set) (default: valid)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--workers", type=int, default=1,
                    help="score in N processes of one thread each (default: 1 process, all threads)")

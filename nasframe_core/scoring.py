@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_SEED = 42
 #: what ``--accuracy`` may name: the benchmark metric the correlations use
-ACCURACY_METRICS = ("test", "valid")
+ACCURACY_METRICS = ("valid", "test")
 
 
 def build_untrained(space: "SearchSpace", genotype: "Genotype", *, num_classes: int, in_channels: int) -> nn.Module:
@@ -236,7 +236,7 @@ def rank_correlations(scores: Sequence[float], accuracies: Sequence[float]) -> d
 
 
 # --------------------------------------------------------------------------- the run
-def score_cells(scorer: Scorer, genotypes: Iterable["Genotype"], *, dataset: str, accuracy: str = "test",
+def score_cells(scorer: Scorer, genotypes: Iterable["Genotype"], *, dataset: str, accuracy: str = "valid",
                 progress: Optional[Callable[[int, int], None]] = None, workers: int = 1,
                 on_row: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
     """Score ``genotypes``; with a benchmark on the space, correlate with its accuracy.
