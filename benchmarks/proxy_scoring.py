@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -91,11 +92,21 @@ def main(argv: list[str]) -> int:
           f"{load1[0]:.1f} at the end (1-minute)")
     print(f"{cells} cells in {wall:.0f} s wall ({60 * cells / wall:.1f} cells/min; scoring alone "
           f"{summary['seconds']:.0f} s)")
+    for name, c in summary["correlations"].items():
+        if c["spearman"] is not None:
+            print(f"  {name:10s} spearman {c['spearman']:+.3f}  kendall {c['kendall']:+.3f}  (against {summary['accuracy']})")
     parts = summary["seconds_by_part"]
+    cpu = summary.get("cpu_seconds_by_part") or {}
     busy = sum(parts.values())
-    print("seconds per part, summed over workers (share):")
+    print("seconds per part, summed over workers: wall (share), and CPU seconds per cell")
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:10s} {v:9.1f}  {100 * v / busy:5.1f}%  {1000 * v / cells:8.1f} ms/cell")
+        c = f"{1000 * cpu[k] / cells:8.1f} CPU ms/cell" if k in cpu else ""
+        print(f"  {k:10s} {v:9.1f}  {100 * v / busy:5.1f}%  {1000 * v / cells:8.1f} ms/cell  {c}")
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total_cpu = used.ru_utime + used.ru_stime
+    print(f"CPU seconds of the command and its workers: {total_cpu:.0f} (on an unshared machine with 2 cores: "
+          f"about {total_cpu / 2 / 60:.1f} min for these {cells} cells, {1000 * total_cpu / 2 / cells / 60:.1f} min "
+          f"per 1000)")
     scoring = [(t, r, m) for t, r, m in samples if r > 0]
     if scoring:
         def at(frac):

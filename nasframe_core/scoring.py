@@ -117,6 +117,8 @@ class Scorer:
         self.input_shape = (info.in_channels, info.image_size, info.image_size)
         #: seconds spent per proxy (and in building networks: ``"build"``), summed over cells
         self.seconds: dict[str, float] = {"build": 0.0, "batch": 0.0, **{n: 0.0 for n in self.proxies}}
+        #: the same in CPU seconds of the process (all its threads): what an unshared machine would spend
+        self.cpu_seconds: dict[str, float] = dict.fromkeys(self.seconds, 0.0)
         self.cells = 0
 
     def _batches(self, genotype) -> Callable[[int, bool], tuple[torch.Tensor, torch.Tensor]]:
@@ -129,13 +131,14 @@ class Scorer:
             if n > self.max_batch:
                 raise NasframeError(f"a proxy asked for a batch of {n}, more than the {self.max_batch} drawn")
             if augment not in made:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 # the same images for both: one order from (seed, cell); crops and flips on top
                 epoch = EpochBatches(self.train, self.max_batch, seed=self.seed, epoch=stream, stream=4201,
                                      normalize=self.normalize, augment=self.augment if augment else None)
                 x, y = epoch.batch(0)
                 made[augment] = (x.contiguous(memory_format=self.memory_format), y)
                 self.seconds["batch"] += time.perf_counter() - t0
+                self.cpu_seconds["batch"] += time.process_time() - c0
             x, y = made[augment]
             return x[:n], y[:n]
 
@@ -145,23 +148,25 @@ class Scorer:
         """Every proxy's value for ``genotype`` (NaN where a proxy's value is undefined)."""
         from .data import _mix
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_mix(self.seed, cell_stream(genotype), 4202) % 2**63)
             model = build_untrained(self.space, genotype, num_classes=self.info.num_classes,
                                     in_channels=self.info.in_channels)
             model = model.to(self.device, memory_format=self.memory_format)
         self.seconds["build"] += time.perf_counter() - t0
+        self.cpu_seconds["build"] += time.process_time() - c0
         ctx = ProxyContext(model, input_shape=self.input_shape, num_classes=self.info.num_classes,
                            batch=self._batches(genotype) if self.needs_batch else None,
                            default_batch_size=self.batch_size, device=self.device, uses=self.uses)
         out: dict[str, float] = {}
         try:
             for name, proxy in self.proxies.items():
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 value = proxy.score(ctx)
                 model.zero_grad(set_to_none=True)
                 self.seconds[name] += time.perf_counter() - t1
+                self.cpu_seconds[name] += time.process_time() - c1
                 out[name] = float(value) if value is not None else float("nan")
         finally:
             ctx.release()
@@ -298,6 +303,7 @@ def score_cells(scorer: Scorer, genotypes: Iterable["Genotype"], *, dataset: str
         "correlations_other": {other: correlations_other} if correlations_other else {},
         "finite_scores": finite,
         "seconds_by_part": {k: round(v, 3) for k, v in scorer.seconds.items()},
+        "cpu_seconds_by_part": {k: round(v, 3) for k, v in scorer.cpu_seconds.items()},
         "rows": rows,
     }
 
@@ -320,11 +326,12 @@ def _worker_init(recipe: dict) -> None:
                                     device=torch.device(recipe["device"]))
 
 
-def _worker_score(text: str) -> tuple[str, dict, dict]:
+def _worker_score(text: str) -> tuple[str, dict, dict, dict]:
     scorer: Scorer = _WORKER["scorer"]
-    before = dict(scorer.seconds)
+    before, before_cpu = dict(scorer.seconds), dict(scorer.cpu_seconds)
     values = scorer.score(scorer.space.parse_genotype(text))
-    return text, values, {k: v - before.get(k, 0.0) for k, v in scorer.seconds.items()}
+    return (text, values, {k: v - before.get(k, 0.0) for k, v in scorer.seconds.items()},
+            {k: v - before_cpu.get(k, 0.0) for k, v in scorer.cpu_seconds.items()})
 
 
 def _score_in_workers(scorer: Scorer, genotypes: list, workers: int, progress):
@@ -336,9 +343,11 @@ def _score_in_workers(scorer: Scorer, genotypes: list, workers: int, progress):
     by_text = {str(g): g for g in genotypes}
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers, initializer=_worker_init, initargs=(recipe,)) as pool:
-        for text, values, seconds in pool.imap(_worker_score, list(by_text), chunksize=2):
+        for text, values, seconds, cpu in pool.imap(_worker_score, list(by_text), chunksize=2):
             for k, v in seconds.items():
                 scorer.seconds[k] = scorer.seconds.get(k, 0.0) + v
+            for k, v in cpu.items():
+                scorer.cpu_seconds[k] = scorer.cpu_seconds.get(k, 0.0) + v
             scorer.cells += 1
             yield by_text[text], values
 

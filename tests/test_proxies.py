@@ -351,6 +351,18 @@ def test_proxy_evaluator_reports_the_table_accuracy_and_refuses_a_time_budget(tm
     assert rc == 2 and "charges no time" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("evaluator, message", [
+    ("bogus", "run.evaluator must be one of auto, table, training, zerocost:PROXY, got 'bogus'"),
+    ("zerocost:", "run.evaluator must be one of"),
+    ("zerocost:nope", "unknown proxy 'nope'"),
+])
+def test_run_refuses_a_bad_evaluator_in_one_line(tmp_path, capsys, evaluator, message):
+    rc = main(["run", "--optimizer", "rs", "--evaluator", evaluator, "--set", "optimizer.evaluations=2",
+               "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
 def test_rea_warmup_starts_from_the_best_by_the_proxy(small_spaces):
     from nasframe_blackbox.optimizers import RegularizedEvolution
     from nasframe_core.blackbox import Evaluation, Evaluator
