@@ -225,13 +225,14 @@ def all_genotypes(space: "SearchSpace", limit: int = 1_000_000) -> list["Genotyp
 
 # ----------------------------------------------------------------------- statistics
 def rank_correlations(scores: Sequence[float], accuracies: Sequence[float]) -> dict[str, Any]:
-    """Spearman's rho and Kendall's tau-b of ``scores`` against ``accuracies`` over the pairs
-    where both are finite; ``n`` says how many."""
+    """Spearman's rho and Kendall's tau-b of ``scores`` against ``accuracies`` over the cells
+    whose score is defined (not NaN; an infinite score ranks first or last, as NASWOT's
+    ``-inf`` for a singular kernel) and whose accuracy is known; ``n`` says how many."""
     from scipy import stats
 
     s = np.asarray(scores, dtype=np.float64)
     a = np.asarray(accuracies, dtype=np.float64)
-    keep = np.isfinite(s) & np.isfinite(a)
+    keep = ~np.isnan(s) & np.isfinite(a)
     n = int(keep.sum())
     if n < 3 or np.all(s[keep] == s[keep][0]):
         return {"spearman": None, "kendall": None, "n": n}
@@ -249,7 +250,8 @@ def score_cells(scorer: Scorer, genotypes: Iterable["Genotype"], *, dataset: str
     Returns ``{"cells", "correlations", "seconds"}`` (``correlations`` empty without a table)
     plus ``rows`` (one dict per cell: genotype, the proxies' values, the table's test and
     validation accuracy), ``accuracy`` (the metric correlated), ``correlations_other`` (against
-    the other accuracy column) and ``seconds_by_part``.
+    the other accuracy column), ``defined_scores`` (cells whose score is not NaN, per proxy) and
+    ``seconds_by_part`` / ``cpu_seconds_by_part``.
 
     ``workers > 1`` scores in that many processes of one thread each, every one with its own
     scorer rebuilt from ``scorer.recipe`` (plugins found through entry points); per-cell seeds
@@ -294,14 +296,15 @@ def score_cells(scorer: Scorer, genotypes: Iterable["Genotype"], *, dataset: str
             if any(r[other] is not None for r in rows):
                 o = rank_correlations(scores, [np.nan if r[other] is None else r[other] for r in rows])
                 correlations_other[name] = {"spearman": o["spearman"], "kendall": o["kendall"], "n": o["n"]}
-    finite = {name: int(np.isfinite([r[name] for r in rows]).sum()) for name in scorer.proxies}
+    defined = {name: int((~np.isnan(np.asarray([r[name] for r in rows], dtype=float))).sum())
+               for name in scorer.proxies}
     return {
         "cells": len(rows),
         "correlations": correlations,
         "seconds": round(seconds, 3),
         "accuracy": metric if correlations else None,
         "correlations_other": {other: correlations_other} if correlations_other else {},
-        "finite_scores": finite,
+        "defined_scores": defined,
         "seconds_by_part": {k: round(v, 3) for k, v in scorer.seconds.items()},
         "cpu_seconds_by_part": {k: round(v, 3) for k, v in scorer.cpu_seconds.items()},
         "rows": rows,

@@ -265,7 +265,7 @@ class NASWOT(Proxy):
         with torch.no_grad(), mode:
             ctx.model(x)
         sign, logdet = np.linalg.slogdet(mode.K.numpy())
-        return float(logdet) if sign != 0 else float("-inf")
+        return float(logdet)  # -inf for a singular kernel (two images with the same codes everywhere)
 
 
 class Params(Proxy):

@@ -147,6 +147,9 @@ def test_rank_correlations_match_scipy_and_skip_undefined_scores():
     a = [10.0, 20.0, 30.0, 35.0, 40.0]
     c = rank_correlations(s, a)
     assert c["n"] == 4 and c["spearman"] == pytest.approx(0.8) and c["kendall"] == pytest.approx(2 / 3)
+    # an infinite score (NASWOT's singular kernel) ranks last rather than being left out
+    c = rank_correlations([float("-inf"), 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert c["n"] == 4 and c["spearman"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- the scorer
