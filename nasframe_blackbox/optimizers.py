@@ -11,7 +11,7 @@ from collections import deque
 from typing import Optional
 
 from nasframe_core.blackbox import BlackBoxOptimizer, Evaluation
-from nasframe_core.domains import COUNT
+from nasframe_core.domains import COUNT, NON_NEGATIVE
 from nasframe_core.errors import NasframeError
 
 
@@ -33,13 +33,21 @@ class RegularizedEvolution(BlackBoxOptimizer):
     (a failed evaluation joins nothing). The mutation is the space's ``random_neighbour``:
     by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
     as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
+
+    Warm-up (Abdelfattah et al., ICLR 2021): with ``warmup_proxy`` (e.g. ``synflow``) and
+    ``warmup_sample`` (e.g. 3000), the initial population is the best ``population_size`` by
+    that zero-cost proxy among ``warmup_sample`` random cells, instead of random cells.
     """
 
-    settings_domain = {"population_size": COUNT, "sample_size": COUNT}
-    settings_help = {"population_size": "members of the population (the oldest dies)", "sample_size": "members drawn for each tournament"}
+    settings_domain = {"population_size": COUNT, "sample_size": COUNT, "warmup_sample": NON_NEGATIVE}
+    settings_help = {"population_size": "members of the population (the oldest dies)",
+                     "sample_size": "members drawn for each tournament",
+                     "warmup_proxy": "a zero-cost proxy choosing the initial population (e.g. synflow; empty: random)",
+                     "warmup_sample": "random cells the warm-up proxy chooses the initial population among"}
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, evaluations: int = 0,
-                 time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2):
+                 time_budget: float = 0.0, train_epochs: int = 4, max_attempts: int = 2, warmup_proxy: str = "",
+                 warmup_sample: int = 0):
         super().__init__(evaluations, time_budget, train_epochs, max_attempts)
         if population_size < 1 or not 1 <= sample_size:
             raise NasframeError(
@@ -47,6 +55,15 @@ class RegularizedEvolution(BlackBoxOptimizer):
         self.population_size, self.sample_size = int(population_size), int(sample_size)
         self.population: deque[Evaluation] = deque()
         self.last_tournament: list[Evaluation] = []
+        self.warmup_proxy, self.warmup_sample = str(warmup_proxy or "").strip(), int(warmup_sample)
+        if self.warmup_proxy and self.warmup_sample < self.population_size:
+            raise NasframeError(
+                f"optimizer.warmup_sample ({self.warmup_sample}) must be at least optimizer.population_size "
+                f"({self.population_size}) to choose the initial population by {self.warmup_proxy}")
+        if self.warmup_sample and not self.warmup_proxy:
+            raise NasframeError("optimizer.warmup_sample needs optimizer.warmup_proxy, e.g. synflow")
+        #: the warm-up's initial population still to be proposed (best by the proxy first)
+        self.warm: Optional[list] = None
 
     def tournament(self) -> Evaluation:
         """The best of ``sample_size`` members drawn with replacement (the earliest drawn on ties)."""
@@ -60,9 +77,35 @@ class RegularizedEvolution(BlackBoxOptimizer):
         return best
 
     def ask(self):
-        if self.asked < self.population_size or not self.population:
+        if self.asked < self.population_size:
+            if self.warmup_proxy:
+                if self.warm is None:
+                    self.warm = self.warmup_population()
+                return self.warm.pop(0)
+            return self.random_genotype()
+        if not self.population:
             return self.random_genotype()
         return self.search_space.random_neighbour(self.tournament().genotype, self.rng)
+
+    def warmup_population(self) -> list:
+        """Abdelfattah et al.'s warm-up: the best ``population_size`` by ``warmup_proxy`` among
+        ``warmup_sample`` random cells (distinct, drawn from the optimizer's generator; ties keep
+        the draw order). Scoring them charges nothing to the budget."""
+        make = self.proxy_scorer
+        if make is None:
+            raise NasframeError("optimizer.warmup_proxy needs a run that provides zero-cost proxies (nasframe run)")
+        scorer = make([self.warmup_proxy])
+        drawn: dict[str, object] = {}
+        tries = 0
+        while len(drawn) < self.warmup_sample and tries < 50 * self.warmup_sample + 1000:
+            g = self.random_genotype()
+            drawn.setdefault(str(g), g)
+            tries += 1
+        cells = list(drawn.values())
+        scores = [scorer.score(g)[self.warmup_proxy] for g in cells]
+        keyed = [(-(v if v == v else float("-inf")), i) for i, v in enumerate(scores)]
+        order = [i for _, i in sorted(keyed)]
+        return [cells[i] for i in order[: self.population_size]]
 
     def tell(self, evaluation: Evaluation) -> None:
         if not evaluation.ok:

@@ -77,6 +77,9 @@ class BlackBoxOptimizer(abc.ABC):
         #: scores at (empty: any whole number) and the one a plain genotype is scored at
         self.fidelities: tuple[int, ...] = ()
         self.default_fidelity: Optional[int] = None
+        #: set by the driver: ``proxy_scorer(names)`` gives a zero-cost proxy scorer for the run's
+        #: space and data (:mod:`nasframe_core.scoring`), for strategies that use proxies (a warm-up)
+        self.proxy_scorer = None
 
     # ------------------------------------------------------------- the driver's calls
     def adapt_search_space(self, search_space, dataset, scope=None, **kwargs) -> None:

@@ -85,9 +85,18 @@ class ProposalJob(Job):
                                 "the found cell's benchmark test accuracy is reported instead")
 
     def _make_evaluator(self, seed: int) -> Evaluator:
+        from .zerocost import ZEROCOST, ZeroCostEvaluator, check_evaluator_name, run_scorer
+
         cfg = self.config
-        choice = cfg.run.evaluator
+        choice = check_evaluator_name(cfg.run.evaluator)
+        # a strategy that uses zero-cost proxies (REA's warm-up) gets a scorer for this run
+        self.optimizer.proxy_scorer = lambda names: run_scorer(self.ctx, self.space, names)
         table = self.benchmark is not None and self.space.benchmark_dataset(self.dataset_label) is not None
+        if choice.startswith(ZEROCOST + ":"):
+            if self.budget.seconds is not None:
+                raise NasframeError(f"the {choice} evaluator charges no time, so optimizer.time_budget never ends the "
+                                    f"search; set optimizer.evaluations instead")
+            return ZeroCostEvaluator(self.space, self.dataset_label, seed, self.ctx, choice.partition(":")[2].strip())
         if choice == "table" and not table:
             name = getattr(self.space, "benchmark_name", None)
             raise NasframeError(
@@ -96,10 +105,8 @@ class ProposalJob(Job):
                                           "; this space has no benchmark, use run.evaluator=training"))
         if choice == "table" or (choice == "auto" and table):
             return TableEvaluator(self.space, self.dataset_label, seed, cfg.run.protocol, cfg.run.fidelity)
-        if choice in ("auto", "training"):
-            return TrainingEvaluator(self.space, self.dataset_label, seed, cfg, self.ctx.host, self.device,
-                                     self.optimizer.train_epochs)
-        raise NasframeError(f"unknown run.evaluator {choice!r}; use auto, table or training")
+        return TrainingEvaluator(self.space, self.dataset_label, seed, cfg, self.ctx.host, self.device,
+                                 self.optimizer.train_epochs)
 
     # ------------------------------------------------------------------ journal
     def _journal_path(self) -> Optional[Path]:
@@ -312,7 +319,9 @@ class ProposalJob(Job):
         unit = "simulated s" if self.evaluator.kind == "table" else "s of training"
         line = (f"evaluations {m['evaluations']}, {m['spent_seconds']:.0f} {unit} charged "
                 f"({100 * m['budget_fraction']:.0f}% of the budget)")
-        if m.get("best_valid_accuracy") is not None:
+        if m.get("best_valid_accuracy") is not None and self.evaluator.kind == "zerocost":
+            line += f": best {self.evaluator.proxy} score {m['best_valid_accuracy']:.6g}"
+        elif m.get("best_valid_accuracy") is not None:
             line += f": best search accuracy {m['best_valid_accuracy']:.2f}%"
         if m.get("test_statistics") is not None:
             line += f", its benchmark test accuracy {m['test_statistics']:.2f}%"
@@ -371,7 +380,9 @@ class ProposalJob(Job):
         unit = "simulated seconds" if result["evaluator"] == "table" else "seconds of training"
         searched = (f"searched {result['evaluations']} architectures in {result['spent_seconds']:.0f} {unit} "
                     f"(budget {self.budget.describe()})")
-        if result.get("best_valid_accuracy") is not None:
+        if result.get("best_valid_accuracy") is not None and result["evaluator"] == "zerocost":
+            searched += f"; the best scored {result['best_valid_accuracy']:.6g} ({self.evaluator.describe()})"
+        elif result.get("best_valid_accuracy") is not None:
             what = "validation accuracy from the table, as the search saw it" if result["evaluator"] == "table" else (
                 f"validation accuracy after {_epochs(self.optimizer.train_epochs)} of training")
             searched += f"; the best scored {result['best_valid_accuracy']:.2f}% ({what})"

@@ -50,6 +50,8 @@ def _add_run_flags(p: argparse.ArgumentParser, train: bool, host: PluginHost) ->
         g.add_argument("--optimizer", help=f"search optimizer (default: {_default_name(host, 'optimizer')})")
         g.add_argument("--recipe", help="the optimizer's search recipe to start from (default: its recipe for the "
                                         "search space; nasframe recipes lists them)")
+        g.add_argument("--evaluator", help="how a black-box search scores cells: auto, table, training or "
+                                           "zerocost:PROXY, e.g. zerocost:synflow (default: auto)")
     g.add_argument("--search-space", dest="search_space",
                    help="search space (default: the genotype's)" if train else
                    f"search space (default: {_default_name(host, 'search_space')})")
@@ -131,6 +133,10 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
                    help="path of the table file (default: $NASFRAME_NB201 for nasbench201)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from .score_cmd import add_parser as add_score_parser
+
+    add_score_parser(sub)
+
     p = sub.add_parser("show", help="summarise a run directory")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -154,8 +160,9 @@ def build_parser(host: PluginHost, genotype_required: bool = False) -> argparse.
     g.add_argument("--csv", action="store_true")
     g.add_argument("--markdown", action="store_true", help="a Markdown table (the default)")
 
-    p = sub.add_parser("plot", help="draw alpha evolution and the final cells of a run as PNGs")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("plot", help="draw alpha evolution and the final cells of a run, or a score output's "
+                                    "proxy-against-accuracy scatter plots, as PNGs")
+    p.add_argument("run_dir", metavar="RUN_DIR|STUDY_DIR|SCORE_FILE")
     p.add_argument("--out", help="directory for the PNGs (default: RUN_DIR/plots)")
     return parser
 
@@ -183,7 +190,8 @@ def cmd_plugins(host: PluginHost, args) -> int:
         print(f"  hooks: {', '.join(info['hooks'])}")
         for kind, names in info["registers"].items():
             if names:
-                print(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
+                plural = "proxies" if kind == "proxy" else kind.replace("_", " ") + "s"
+                print(f"  {plural}: {', '.join(names)}")
     if not report:
         print("no plugins loaded")
     for entry in ambiguous:
@@ -205,7 +213,7 @@ def config_from_args(host: PluginHost, args, command: str):
         path = RunDir.open_existing(Path(args.resume)).file(CONFIG)
         cfg = Config.from_dict(load_config_file(path), str(path))
         refused = [f for f in ("optimizer", "recipe", "search_space", "dataset", "batch_size", "steps_per_epoch",
-                               "seed", "cpu_kernels", "config", "out", "genotype")
+                               "seed", "cpu_kernels", "config", "out", "genotype", "evaluator")
                    if getattr(args, f, None) is not None] + (["set"] if args.overrides else [])
         if refused:
             flag = "--" + refused[0].replace("_", "-")
@@ -253,7 +261,7 @@ def config_from_args(host: PluginHost, args, command: str):
         if value is not None:
             cfg.set(key, value)
     for key in ("data_dir", "benchmark", "epochs", "batch_size", "steps_per_epoch", "seed", "device", "cpu_kernels",
-                "executor", "workers", "address"):
+                "executor", "workers", "address", "evaluator"):
         value = getattr(args, key, None)
         if value is not None:
             cfg.set(f"run.{key}", value)
@@ -398,6 +406,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_recipes(host, args)
         if args.command == "query":
             return cmd_query(host, args)
+        if args.command == "score":
+            from .score_cmd import cmd_score
+
+            return cmd_score(host, args)
         if args.command == "show":
             from .report import cmd_show
 

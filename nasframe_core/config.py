@@ -83,6 +83,17 @@ class TrainSettings:
 
 
 SECTIONS = ("run", "train", "optimizer", "search_space", "dataset", "augment")
+ZEROCOST = "zerocost"
+EVALUATOR_CHOICES = ("auto", "table", "training", f"{ZEROCOST}:PROXY")
+
+
+def check_evaluator_name(value: str) -> str:
+    """``value`` if it is a valid ``run.evaluator`` (the proxy name is checked when the run starts)."""
+    text = str(value).strip()
+    kind, sep, proxy = text.partition(":")
+    if text in ("auto", "table", "training") or (kind == ZEROCOST and sep and proxy.strip()):
+        return text
+    raise NasframeError(f"run.evaluator must be one of {', '.join(EVALUATOR_CHOICES)}, got {value!r}")
 RUN_CHOICES = {"device": ("auto", "cpu", "cuda"), "scheduler": ("cosine", "constant"),
                "executor": ("serial", "simulated", "ray")}
 
@@ -147,6 +158,12 @@ class Config:
             section, name = "run", section
         if section == "run":
             _set_attr(self.run, RunSettings, name, value, "run")
+            if name == "evaluator":
+                self.run.evaluator = check_evaluator_name(self.run.evaluator)
+            if name == "evaluator":
+                from .zerocost import check_evaluator_name
+
+                self.run.evaluator = check_evaluator_name(self.run.evaluator)
             allowed = RUN_CHOICES.get(name)
             if allowed and getattr(self.run, name) not in allowed:
                 raise NasframeError(f"config key 'run.{name}' must be one of {', '.join(allowed)}, got {value!r}")

@@ -107,6 +107,15 @@ def nasframe_register_benchmarks(register: Register) -> None:
 
 
 @hookspec
+def nasframe_register_proxies(register: Register) -> None:
+    """Register zero-cost proxies (scores of an untrained network, ``nasframe score``).
+
+    Called once at start-up. Call ``register(name, factory, description="")``;
+    ``factory()`` must return a :class:`~nasframe_core.proxy.Proxy`.
+    """
+
+
+@hookspec
 def nasframe_published_results() -> "list[dict]":
     """Published results that ``nasframe aggregate`` shows beside a study's rows.
 

@@ -27,12 +27,13 @@ from .errors import NasframeError, unknown_name
 ENTRY_POINT_GROUP = "nasframe"
 ENV_PLUGINS = "NASFRAME_PLUGINS"
 
-KINDS = ("optimizer", "search_space", "dataset", "benchmark")
+KINDS = ("optimizer", "search_space", "dataset", "benchmark", "proxy")
 _DISCOVERY_HOOK = {
     "optimizer": "nasframe_register_optimizers",
     "search_space": "nasframe_register_search_spaces",
     "dataset": "nasframe_register_datasets",
     "benchmark": "nasframe_register_benchmarks",
+    "proxy": "nasframe_register_proxies",
 }
 #: what each kind's factory must return, as (module, class) pairs of nasframe_core
 _PRODUCT = {
@@ -40,6 +41,7 @@ _PRODUCT = {
     "search_space": ("nasframe_core.space", "SearchSpace"),
     "dataset": ("nasframe_core.data", "DatasetSource"),
     "benchmark": ("nasframe_core.benchmark", "Benchmark"),
+    "proxy": ("nasframe_core.proxy", "Proxy"),
 }
 #: separates a plugin name from a registered name: ``myplugin:myoptimizer``
 QUALIFIER = ":"
@@ -48,6 +50,7 @@ KIND_LABEL = {
     "search_space": "search space",
     "dataset": "dataset",
     "benchmark": "benchmark",
+    "proxy": "proxy",
 }
 
 

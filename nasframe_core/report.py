@@ -125,8 +125,12 @@ def _plot_dir(out: Path) -> Path:
 
 
 def cmd_plot(host, args) -> int:
+    from .scoring import read_scores
     from .study import STUDY_FILE
 
+    scores = read_scores(Path(args.run_dir))
+    if scores is not None:  # a `nasframe score` output: proxy against accuracy
+        return _plot_scores(scores, Path(args.run_dir), args.out)
     if (Path(args.run_dir).expanduser() / STUDY_FILE).is_file():  # a study: curves per dataset, the table
         from .study_plot import plot_study
 
@@ -157,6 +161,21 @@ def cmd_plot(host, args) -> int:
                                                           f"{(cfg.get('dataset') or {}).get('name')}")
         if genotype and space is not None:
             written += plot_cells(space, space.parse_genotype(genotype), out)
+    except OSError as exc:
+        raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def _plot_scores(scores: dict, where: Path, out_arg) -> int:
+    from .score_plot import plot_scores
+
+    base = where if where.is_dir() else where.parent
+    out = Path(out_arg).expanduser() if out_arg else base / "plots"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = plot_scores(scores, out)
     except OSError as exc:
         raise NasframeError(f"cannot write the plots to {out}: {exc.strerror or exc}; pass a writable --out DIR") from None
     for path in written:

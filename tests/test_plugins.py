@@ -24,10 +24,12 @@ from nasframe_core.data import DatasetSource
 from nasframe_core.plugins import PluginHost
 
 BUILTINS = {
-    "darts": {"optimizer": ["beta_darts", "darts", "darts_minus", "drnas", "fair_darts", "gdas", "pc_darts", "sdarts"], "search_space": [], "dataset": [], "benchmark": []},
-    "nasbench201": {"optimizer": [], "search_space": ["nasbench201"], "dataset": [], "benchmark": ["nasbench201"]},
-    "darts_space": {"optimizer": [], "search_space": ["darts"], "dataset": [], "benchmark": []},
-    "blackbox": {"optimizer": ["asha", "hyperband", "ls", "re", "reinforce", "rs", "sh"], "search_space": [], "dataset": [], "benchmark": []},
+    "darts": {"optimizer": ["beta_darts", "darts", "darts_minus", "drnas", "fair_darts", "gdas", "pc_darts", "sdarts"], "search_space": [], "dataset": [], "benchmark": [], "proxy": []},
+    "nasbench201": {"optimizer": [], "search_space": ["nasbench201"], "dataset": [], "benchmark": ["nasbench201"], "proxy": []},
+    "darts_space": {"optimizer": [], "search_space": ["darts"], "dataset": [], "benchmark": [], "proxy": []},
+    "blackbox": {"optimizer": ["asha", "hyperband", "ls", "re", "reinforce", "rs", "sh"], "search_space": [], "dataset": [], "benchmark": [], "proxy": []},
+    "proxies": {"optimizer": [], "search_space": [], "dataset": [], "benchmark": [],
+                "proxy": ["fisher", "flops", "grad_norm", "grasp", "jacob_cov", "naswot", "params", "snip", "synflow"]},
 }
 BUILTIN_DATASETS = {"digits", "synthetic", "cifar10"}
 
@@ -361,7 +363,7 @@ def test_same_name_in_different_kinds_is_fine():
     host = host_with(("both", both), lines=lines)
     assert lines == []
     assert host.plugins["both"].to_json()["registers"] == {
-        "optimizer": ["same"], "search_space": ["same"], "dataset": [], "benchmark": []
+        "optimizer": ["same"], "search_space": ["same"], "dataset": [], "benchmark": [], "proxy": []
     }
 
 

@@ -123,7 +123,7 @@ def test_installing_the_example_adds_the_toy_plugin(toy_env):
         "version": "0.1.0",
         "module": "nasframe_toy_space",
         "hooks": ["nasframe_register_search_spaces"],
-        "registers": {"optimizer": [], "search_space": ["toy"], "dataset": [], "benchmark": []},
+        "registers": {"optimizer": [], "search_space": ["toy"], "dataset": [], "benchmark": [], "proxy": []},
     }
 
 
