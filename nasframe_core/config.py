@@ -160,10 +160,6 @@ class Config:
             _set_attr(self.run, RunSettings, name, value, "run")
             if name == "evaluator":
                 self.run.evaluator = check_evaluator_name(self.run.evaluator)
-            if name == "evaluator":
-                from .zerocost import check_evaluator_name
-
-                self.run.evaluator = check_evaluator_name(self.run.evaluator)
             allowed = RUN_CHOICES.get(name)
             if allowed and getattr(self.run, name) not in allowed:
                 raise NasframeError(f"config key 'run.{name}' must be one of {', '.join(allowed)}, got {value!r}")

@@ -55,14 +55,10 @@ def _settings(overrides: list[str]) -> tuple[dict, dict]:
 
 def cmd_score(host, args) -> int:
     from .benchmark import open_benchmark
-    from .engine import resolve_device
+    from .context import resolve_device
     from .scoring import make_scorer, proxy_names, sample_genotypes, score_cells, write_scores
 
     names = proxy_names(host, args.proxy)
-    if args.device != "cuda":
-        from .memory import keep_freed_memory
-
-        keep_freed_memory()  # the process is the command's: no page faults from cell to cell
     space_settings, data_settings = _settings(args.overrides)
     space = host.create("search_space", args.search_space, **space_settings)
     dataset = host.get("dataset", args.dataset).name

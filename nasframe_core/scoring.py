@@ -316,11 +316,8 @@ _WORKER: dict = {}
 
 def _worker_init(recipe: dict) -> None:
     torch.set_num_threads(1)
-    from .memory import keep_freed_memory
     from .plugins import make_plugin_manager
 
-    if recipe["device"] == "cpu":
-        keep_freed_memory()
     host = make_plugin_manager(warn=lambda line: None)
     space = host.create("search_space", recipe["search_space"], **recipe["search_space_settings"])
     _WORKER["scorer"] = make_scorer(host, space, recipe["proxies"], dataset=recipe["dataset"],

@@ -275,7 +275,7 @@ def test_score_json_prints_exactly_the_issue_keys(capsys):
 
 def test_score_json_correlations_with_the_table(capsys, nb201_csv, tmp_path):
     rc = main(["score", "--proxy", "params,synflow", "--set", "search_space.C=4", "--set", "search_space.N=1",
-               "--dataset", "synthetic", "--sample", "12", "--benchmark", str(nb201_csv), "--json",
+               "--set", "search_space.table_dataset=cifar10", "--dataset", "synthetic", "--sample", "12", "--benchmark", str(nb201_csv), "--json",
                "--out", str(tmp_path / "s.csv")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and set(out) == {"cells", "correlations", "seconds"}
@@ -307,7 +307,7 @@ def test_score_refuses_bad_input_in_one_line(capsys, args, message):
 # ------------------------------------------------------- black-box, no training
 @pytest.fixture
 def no_training(monkeypatch):
-    from nasframe_core import blackbox
+    from nasframe_core import evaluation
 
     steps = []
 
@@ -316,7 +316,7 @@ def no_training(monkeypatch):
         raise AssertionError("an optimizer step ran")
 
     monkeypatch.setattr(torch.optim.Optimizer, "step", refuse)
-    monkeypatch.setattr(blackbox.TrainingEvaluator, "evaluate", refuse)
+    monkeypatch.setattr(evaluation.TrainingEvaluator, "score", refuse)
     return steps
 
 
@@ -349,7 +349,7 @@ def test_proxy_evaluator_reports_the_table_accuracy_and_refuses_a_time_budget(tm
     assert result["test_statistics"] == pytest.approx(test)
     capsys.readouterr()
     rc = main(["run", "--optimizer", "rs", "--evaluator", "zerocost:params", "--benchmark", str(nb201_csv),
-               "--set", "optimizer.time_budget=1000", "--quiet", "--out", str(tmp_path / "run2")])
+               "--dataset", "cifar10", "--set", "optimizer.time_budget=1000", "--quiet", "--out", str(tmp_path / "run2")])
     err = capsys.readouterr().err
     assert rc == 2 and "charges no time" in err and err.count("\n") == 1
 
@@ -368,21 +368,14 @@ def test_run_refuses_a_bad_evaluator_in_one_line(tmp_path, capsys, evaluator, me
 
 def test_rea_warmup_starts_from_the_best_by_the_proxy(small_spaces):
     from nasframe_blackbox.optimizers import RegularizedEvolution
-    from nasframe_core.blackbox import Evaluation, Evaluator
-
     host, spaces = small_spaces
     space = spaces["nasbench201"]
 
-    class Zero(Evaluator):
-        def evaluate(self, g):
-            return Evaluation(g, 0.0, 0.0)
-
-    ev = Zero(0)
-    ev.proxy_scorer = lambda names: _scorer(host, space, names)
     opt = RegularizedEvolution(population_size=4, warmup_proxy="params", warmup_sample=12, evaluations=6)
     opt.adapt_search_space(space, "cifar10")
-    opt.start_search(ev, seed=5)
-    first = [str(opt.search_step().genotype) for _ in range(4)]
+    opt.proxy_scorer = lambda names: _scorer(host, space, names)  # what the driver sets
+    opt.start(5)
+    first = [str(opt.next_proposal()) for _ in range(4)]
     # the same 12 draws from the optimizer's generator, ranked by parameters
     rng = np.random.default_rng(5)
     drawn: dict = {}
@@ -392,8 +385,7 @@ def test_rea_warmup_starts_from_the_best_by_the_proxy(small_spaces):
     params = {k: _scorer(host, space, ["params"]).score(g)["params"] for k, g in drawn.items()}
     ranked = sorted(drawn, key=lambda k: (-params[k], list(drawn).index(k)))
     assert first == ranked[:4]
-    state = opt.state_dict()
-    assert state["warm"] == []
+    assert opt.warm == []  # the warm-up's population is out; the next proposals are mutations
     with pytest.raises(NasframeError, match="warmup_sample"):
         RegularizedEvolution(population_size=10, warmup_proxy="synflow", warmup_sample=5)
 
