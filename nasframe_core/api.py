@@ -61,7 +61,7 @@ def search(optimizer: Optional[str] = None, search_space: Optional[str] = None, 
     progress lines (``log.txt`` is written either way). ``host``: a plugin host
     (:func:`~nasframe_core.plugins.make_plugin_manager`; default: every installed plugin).
     """
-    from .cli import build_parser, config_from_args
+    from .parser import build_parser, config_from_args
     from .engine import execute
     from .plugins import make_plugin_manager
 

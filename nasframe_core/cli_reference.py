@@ -49,7 +49,7 @@ def _rows(actions) -> list[str]:
 
 def reference() -> str:
     """The whole reference as Markdown (independent of the installed plugins and the terminal)."""
-    from .cli import build_parser
+    from .parser import build_parser
     from .plugins import make_plugin_manager
 
     host = make_plugin_manager(entry_points=False, warn=lambda line: None)

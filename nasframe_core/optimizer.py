@@ -6,7 +6,6 @@ from typing import Any, Optional
 
 import torch
 
-from .errors import NasframeError
 
 
 class MetaOptimizer(abc.ABC):

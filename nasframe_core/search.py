@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Optional
 
-import attrs
 import torch
 
 from . import confidence, distributed

@@ -188,7 +188,7 @@ def point_argv(config_file: Path, values: dict, out: Optional[Path] = None) -> l
 
 def point_config(host, config_file: Path, values: dict):
     """The resolved configuration of one point, exactly as ``nasframe run`` would build it."""
-    from .cli import build_parser, config_from_args
+    from .parser import build_parser, config_from_args
 
     args = build_parser(host).parse_args(point_argv(config_file, values))
     return config_from_args(host, args, "run")
@@ -236,7 +236,7 @@ def _run_point(host, cfg, run_dir: Path) -> None:
 
         shutil.rmtree(run_dir)
     if run_dir.exists():
-        from .cli import config_from_args, build_parser
+        from .parser import build_parser, config_from_args
 
         args = build_parser(host).parse_args(["run", "--resume", str(run_dir), "--quiet"])
         cfg = config_from_args(host, args, "run")

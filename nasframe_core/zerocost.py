@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .errors import NasframeError
 from .evaluation import Evaluator, Score
 
 if TYPE_CHECKING:  # pragma: no cover
