@@ -33,6 +33,8 @@ from .job import Job
 
 log = logging.getLogger("nasframe")
 JOURNAL = "journal.jsonl"
+#: failed evaluations in a row that end a search (each charges nothing, so a time budget never would)
+FAILURES_IN_A_ROW = 100
 
 
 class _Progress:
@@ -80,6 +82,7 @@ class ProposalJob(Job):
         self._carried: list[dict] = []  # told after the last checkpoint, before a resume
         self._journal = None
         self._replayed = False  # the journal was read (a resume), or found empty
+        self._failed_in_a_row = 0
         if cfg.run.eval_test:
             self.notices.append("run.eval_test: a black-box search trains no network to score on the test split; "
                                 "the found cell's benchmark test accuracy is reported instead")
@@ -255,6 +258,11 @@ class ProposalJob(Job):
                     f"ends; set optimizer.evaluations instead of optimizer.time_budget")
         self._count(e)
         self._write({"tell": e.to_json()})
+        self._failed_in_a_row = 0 if e.ok else self._failed_in_a_row + 1
+        if self._failed_in_a_row >= FAILURES_IN_A_ROW:
+            # a budget in seconds is never spent by failures, which charge nothing
+            raise NasframeError(f"the last {FAILURES_IN_A_ROW} evaluations all failed, the last because: {e.error}; "
+                                f"fix what fails and continue with --resume")
         return e
 
     def run_epoch(self, epoch: int, progress) -> dict:

@@ -398,7 +398,8 @@ def wall_clock_free(history: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("executor", ["serial", "simulated"])
 @pytest.mark.parametrize("name", ["re", "ls", "rs"])
 def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name, executor):
-    settings = {"optimizer.evaluations": 47, "run.seed": 3, "run.executor": executor,
+    # rounds of 100 table evaluations: the run is stopped before its third round
+    settings = {"optimizer.evaluations": 247, "run.seed": 3, "run.executor": executor,
                 "run.workers": 4 if executor == "simulated" else 1}
     full = execute(_config(name, nb201_csv, **settings), make_plugin_manager(), out=tmp_path / "full", quiet=True)
     cut = tmp_path / "cut"
@@ -414,7 +415,7 @@ def test_resume_of_a_black_box_run_is_bit_identical(tmp_path, nb201_csv, name, e
         assert resumed["history"] == full["history"]
         assert resumed["search_wall_seconds"] == full["search_wall_seconds"]
         assert len({e["worker"] for e in full["history"]}) == 4
-    assert resumed["genotype"] == full["genotype"] and len(full["history"]) == 47
+    assert resumed["genotype"] == full["genotype"] and len(full["history"]) == 247
 
 
 def test_without_a_table_each_cell_is_trained_briefly(tmp_path):
@@ -432,7 +433,7 @@ def test_without_a_table_each_cell_is_trained_briefly(tmp_path):
 
 
 def test_a_time_budget_with_a_table_without_times_is_refused(tmp_path, nb201_csv, monkeypatch):
-    monkeypatch.setattr(NasBench201SearchSpace, "simulate_train_eval", lambda self, g, d, rng: (50.0, 0.0))
+    monkeypatch.setattr(NasBench201SearchSpace, "simulate_train_eval", lambda self, g, d, rng, fidelity=None: (50.0, 0.0))
     with pytest.raises(NasframeError, match="set optimizer.evaluations"):
         execute(_config("rs", nb201_csv, **{"optimizer.time_budget": 100}), make_plugin_manager(),
                 out=tmp_path / "run", quiet=True)
