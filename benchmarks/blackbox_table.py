@@ -111,7 +111,7 @@ def landscape_evaluator(land: Landscape, space, seed: int):
     class LandscapeEvaluator(Evaluator):
         kind = "table"
 
-        def score(self, genotype, i):
+        def score(self, genotype, i, fidelity=None):
             code = codes.get(genotype.ops)
             if code is None:
                 code = codes[genotype.ops] = sum(index[op] * p for op, p in zip(genotype.ops, POWERS))

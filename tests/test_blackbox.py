@@ -104,7 +104,7 @@ class Landscape(Evaluator):
         # a rugged function: additive part plus a pairwise interaction, so local optima exist
         return float(sum(self.weights[e, i] for e, i in enumerate(idx)) + 0.8 * np.cos(3.0 * idx[0] * idx[5] + idx[2]))
 
-    def score(self, g, index) -> Score:
+    def score(self, g, index, fidelity=None) -> Score:
         self.calls += 1
         return Score(self.value(g), 1.0, None)
 
@@ -518,7 +518,7 @@ def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_does(tmp_pat
     for seed in (4, 10):
         acc, n = script.run_search(name, NasBench201SearchSpace(), land, 60000, seed)
         cfg = _config({"REA": "re", "RS": "rs"}[name], nb201_csv,
-                      **{"optimizer.time_budget": 60000, "run.seed": seed})
+                      **{"optimizer.time_budget": 60000, "run.seed": seed, "run.protocol": "per-dataset"})
         result = execute(cfg, make_plugin_manager(), out=tmp_path / f"{name}{seed}", quiet=True)
         assert result["spent_seconds"] <= 60000
         assert n == result["evaluations"] > 15

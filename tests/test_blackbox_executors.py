@@ -177,7 +177,7 @@ from nasframe_core.evaluation import TableEvaluator
 original = TableEvaluator.score
 calls = open(os.environ["NASFRAME_TEST_CALLS"], "a")
 
-def score(self, genotype, index):
+def score(self, genotype, index, fidelity=None):
     calls.write(f"{index}\\n")
     calls.flush()
     time.sleep(float(os.environ.get("NASFRAME_TEST_SLOW", "0")))
@@ -367,7 +367,7 @@ class KillingEvaluator(TrainingEvaluator):
             self._note("loads.txt", str(os.getpid()))
         return super()._proxy_splits()
 
-    def score(self, genotype, index):
+    def score(self, genotype, index, fidelity=None):
         attempt = len(list(Path(self.folder).glob(f"died-{index}-*")))
         if attempt < self.deaths.get(index, 0):
             (Path(self.folder) / f"died-{index}-{attempt}").write_text(str(os.getpid()))
