@@ -84,6 +84,9 @@ class TrainSettings:
 
 SECTIONS = ("run", "train", "optimizer", "search_space", "dataset", "augment")
 ZEROCOST = "zerocost"
+#: the batch size and seed of Abdelfattah et al.'s NAS-Bench-201 protocol (proxies' defaults)
+PROXY_BATCH_SIZE = 64
+PROXY_SEED = 42
 EVALUATOR_CHOICES = ("auto", "table", "training", f"{ZEROCOST}:PROXY")
 
 

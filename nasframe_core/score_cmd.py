@@ -6,12 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from .config import PROXY_BATCH_SIZE as DEFAULT_BATCH_SIZE, PROXY_SEED as DEFAULT_SEED
 from .errors import NasframeError
 
 
 def add_parser(sub) -> None:
-    from .scoring import DEFAULT_BATCH_SIZE, DEFAULT_SEED
-
     p = sub.add_parser("score", help="score untrained cells with zero-cost proxies; correlate with a benchmark",
                        description="Score untrained networks of a search space with zero-cost proxies. With a "
                                    "benchmark table attached, print the Spearman and Kendall rank correlations "

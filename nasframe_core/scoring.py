@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import PROXY_BATCH_SIZE as DEFAULT_BATCH_SIZE, PROXY_SEED as DEFAULT_SEED
 from .errors import NasframeError
 from .proxy import Proxy, ProxyContext
 
@@ -35,9 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .genotype import Genotype
     from .space import SearchSpace
 
-#: the batch size and seed of Abdelfattah et al.'s NAS-Bench-201 protocol
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_SEED = 42
 #: what ``--accuracy`` may name: the benchmark metric the correlations use
 ACCURACY_METRICS = ("valid", "test")
 

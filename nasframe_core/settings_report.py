@@ -14,7 +14,8 @@ from .plugins import KIND_LABEL, KINDS
 from .settings import factory_settings
 
 #: the ``--set`` prefix of each kind's settings (benchmarks take their table path from --benchmark)
-SET_PREFIX = {"optimizer": "optimizer.", "search_space": "search_space.", "dataset": "dataset.", "benchmark": None}
+SET_PREFIX = {"optimizer": "optimizer.", "search_space": "search_space.", "dataset": "dataset.", "benchmark": None,
+              "proxy": None}
 
 
 def _jsonable(value: Any) -> Any:
