@@ -104,6 +104,8 @@ def restore(objects: dict[str, Any], states: dict[str, Any], path: Path) -> None
     for name, obj in objects.items():
         _check_checkpointable(name, obj)
         if name not in states:
+            if getattr(obj, "checkpoint_optional", False):  # added after the checkpoint was written: keeps its fresh state
+                continue
             raise NasframeError(f"checkpoint {path} lacks {name!r}; it was written by a different setup")
         try:
             obj.load_state_dict(states[name])

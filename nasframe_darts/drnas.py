@@ -4,20 +4,19 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from torch.distributions import Dirichlet, kl_divergence
 
-from nasframe_core.domains import COUNT, NON_NEGATIVE, POSITIVE, one_of
 from nasframe_core.errors import NasframeError
 
 from . import progressive, recipes
 from .engine import OneShotOptimizer
-from .partial import PartialMixedOp, partial_cell_factory
-from .samplers import dirichlet_concentration, dirichlet_rsample
+from .parts import Dirichlet, DirichletRegularizer, PartialEdges
+from .partial import PartialMixedOp
 
 
 class DrNASOptimizer(OneShotOptimizer):
     """Each forward draws the op weights of every edge from ``Dirichlet(elu(alpha) + 1)``
-    by a pathwise (reparameterised) sample. The regularizer, as the official code
+    by a pathwise (reparameterised) sample (:class:`~nasframe_darts.parts.Dirichlet`). The
+    regularizer (:class:`~nasframe_darts.parts.DirichletRegularizer`), as the official code
     (xiangning-chen/DrNAS ``architect.py``, ``201-space/search_model.py``):
 
     - ``reg_type=l2`` (the code's default): the architecture optimizer's weight decay is
@@ -29,8 +28,9 @@ class DrNASOptimizer(OneShotOptimizer):
     architecture learning rate is the NB201 code's 3e-4 (its DARTS-space code uses 6e-4: that
     space's recipe). Discretization reads the Dirichlet mean.
 
-    ``partial_channels=k`` (> 1) runs the edges on 1/k of the channels (the partial-channel path
-    of PC-DARTS). The progressive scheme (:mod:`nasframe_darts.progressive`): ``progressive_k``
+    ``partial_channels=k`` (> 1) runs the edges on 1/k of the channels: PC-DARTS's partial edges
+    (:class:`~nasframe_darts.parts.PartialEdges`), without its edge normalisation, as the
+    official DrNAS code. The progressive scheme (:mod:`nasframe_darts.progressive`): ``progressive_k``
     and ``progressive_keep`` (lists of one length S, e.g. ``4,2`` and ``5,3`` on NB201) split the
     search into S stages of equal length; stage i runs at ``k = progressive_k[i]`` with the
     ``progressive_keep[i]`` best ops of every edge (pruned and widened between stages).
@@ -40,31 +40,16 @@ class DrNASOptimizer(OneShotOptimizer):
 
     #: the search recipes of the paper and its official code, per space (:mod:`nasframe_darts.recipes`)
     search_recipes = recipes.DRNAS
-
-    defaults = {"arch_learning_rate": 0.0003, "arch_weight_decay": "auto", "reg_type": "l2", "reg_scale": 0.001,
-                "prior_concentration": 1.0, "partial_channels": 1, "progressive_k": [], "progressive_keep": [],
-                "none_op": True}
-    settings_domain = {"reg_type": one_of("kl", "l2"), "reg_scale": NON_NEGATIVE,
-                       "prior_concentration": POSITIVE, "partial_channels": COUNT}
-    settings_help = {"reg_type": "regularizer: l2 (Adam's weight decay on the concentrations, the official default) or kl",
-                     "reg_scale": "weight of the regularizer",
-                     "prior_concentration": "concentration of the Dirichlet prior",
-                     "partial_channels": "k > 1 runs the edges on 1/k of the channels",
-                     "arch_weight_decay": "the concentrations' weight decay (auto: reg_scale for l2, 0 for kl)",
-                     "progressive_k": "partial-channel k of each progressive stage (empty: one stage)",
-                     "progressive_keep": "ops kept per edge after each stage of the progressive scheme",
-                     "none_op": "keep the none op among the candidates"}
-    stochastic = True
+    method_label = "DrNAS"
+    defaults = {"arch_learning_rate": 0.0003, "progressive_k": [], "progressive_keep": []}
+    settings_help = {"progressive_k": "partial-channel k of each progressive stage (empty: one stage)",
+                     "progressive_keep": "ops kept per edge after each stage of the progressive scheme"}
+    sampler = Dirichlet()
+    edges = PartialEdges("partial_channels", 1, whole_is_mixed=True)
+    regularizers = (DirichletRegularizer(),)
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        if self.reg_type not in ("kl", "l2"):
-            raise NasframeError(f"reg_type must be kl or l2, got {self.reg_type!r}")
-        if str(self.arch_weight_decay).strip().lower() != "auto":
-            try:
-                self.arch_weight_decay = float(self.arch_weight_decay)
-            except ValueError:
-                raise NasframeError(f"arch_weight_decay must be auto or a number, got {self.arch_weight_decay!r}") from None
         try:
             self.progressive_k = [int(v) for v in self.progressive_k]
             self.progressive_keep = [int(v) for v in self.progressive_keep]
@@ -80,27 +65,12 @@ class DrNASOptimizer(OneShotOptimizer):
                                 f"got k {self.progressive_k}, keep {self.progressive_keep}")
         if self.progressive_k and min(self.progressive_k + self.progressive_keep) < 1:
             raise NasframeError("progressive_k and progressive_keep must be at least 1")
-        self.k = self.progressive_k[0] if self.progressive_k else self.partial_channels
-        self.strict_weight_inheritance = self.k <= 1
+        if self.progressive_k:
+            self.k = self.progressive_k[0]
         self.stage = 0
-        self.masks: dict[str, Optional[torch.Tensor]] = {}
-
-    # ------------------------------------------------------------------ building
-    def build_cell_factory(self):
-        if self.k > 1 or len(self.progressive_k) > 1:
-            return partial_cell_factory(self.search_space, self.k)
-        return super().build_cell_factory()
 
     def adapt_search_space(self, search_space, dataset, scope=None, **kwargs):
-        super().adapt_search_space(search_space, dataset, scope, **kwargs)
-        zero = getattr(search_space, "zero_ops", ("none",))
-        self.masks = {}
-        for name, alpha in self.graph.alphas.items():
-            ops = self.graph.specs[name].ops
-            if self.none_op or not any(op in zero for op in ops):
-                self.masks[name] = None
-            else:
-                self.masks[name] = torch.tensor([op not in zero for op in ops]).expand(alpha.shape).clone()
+        super().adapt_search_space(search_space, dataset, scope, **kwargs)  # the sampler's masks of the zero ops
         if self.progressive_keep:
             for name, alpha in self.graph.alphas.items():
                 allowed = alpha.shape[-1] if self.masks[name] is None else int(self.masks[name][0].sum())
@@ -115,6 +85,7 @@ class DrNASOptimizer(OneShotOptimizer):
         return min(stages - 1, epoch * stages // self.epochs)
 
     def update_schedules(self, epoch: int) -> None:
+        super().update_schedules(epoch)
         while self.graph is not None and self.stage < self.stage_of(epoch):
             self._next_stage(self.rng.generator)
 
@@ -144,34 +115,6 @@ class DrNASOptimizer(OneShotOptimizer):
         out = {"progressive": _Stages(self)} if self.progressive_k else {}
         out.update(super().get_checkpointables())  # the stage first: it reshapes what follows
         return out
-
-    # ------------------------------------------------------------------ weights
-    def sample_op_weights(self, name, alpha):
-        w = dirichlet_rsample(dirichlet_concentration(alpha), self.rng.generator)
-        return progressive.masked(w, self._mask(name, w))
-
-    def expected_op_weights(self, name, alpha):
-        c = dirichlet_concentration(alpha)
-        return progressive.masked(c / c.sum(dim=-1, keepdim=True), self._mask(name, c))
-
-    def _mask(self, name: str, like: torch.Tensor) -> Optional[torch.Tensor]:
-        mask = self.masks.get(name)
-        return None if mask is None else mask.to(like.device)
-
-    def effective_arch_weight_decay(self) -> float:
-        if isinstance(self.arch_weight_decay, str):  # auto: the official rule
-            return float(self.reg_scale) if self.reg_type == "l2" else 0.0
-        return float(self.arch_weight_decay)
-
-    def regularizer(self):
-        if self.reg_type != "kl":  # l2 is the architecture optimizer's weight decay
-            return None
-        terms = []
-        for alpha in self._require_graph().alphas.values():
-            c = dirichlet_concentration(alpha)
-            prior = torch.full_like(c, self.prior_concentration)
-            terms.append(kl_divergence(Dirichlet(c), Dirichlet(prior)).sum())
-        return self.reg_scale * sum(terms) if terms else None
 
 
 def _channels(op: torch.nn.Module) -> Optional[int]:

@@ -6,28 +6,33 @@ reference paths), runs the bilevel step (architecture on a validation batch, fir
 order, then weights on a train batch with gradient clipping), discretizes with the spec's
 rule and answers everything the search loop asks (:class:`~nasframe_core.optimizer.MetaOptimizer`).
 
-A method (GDAS, DrNAS, ...) subclasses it and overrides only what it changes:
+A method is a composition of parts (:mod:`nasframe_darts.parts`), named as class attributes:
+``sampler`` (how alphas become op weights), ``edges`` (what runs per edge), ``weight_factors``
+(PC-DARTS's edge normalisation), ``perturbation`` (SDARTS), ``regularizers`` (summed),
+``schedules`` and ``discretizer``. Each method of the family is a short preset of them, and
+:func:`~nasframe_darts.parts.compose` makes new ones (DrNAS on PC-DARTS's partial channels,
+β-DARTS's regularizer beside FairDARTS's). The methods below ask the parts; a subclass may still
+override any of them:
 
 ========================================  ==============================================
-:meth:`sample_op_weights`                 how alphas become the op weights of a forward
-                                          (softmax; sigmoid, hard Gumbel, Dirichlet sample)
+:meth:`sample_op_weights`                 the sampler's op weights of a forward, times the
+                                          ``weight_factors``
 :meth:`expected_op_weights`               the deterministic weights that discretization and
-                                          the reports read (softmax)
-:meth:`build_cell_factory`                what runs per edge (all ops, fused; the sampled
-                                          op; a channel fraction)
-:meth:`regularizer`                       a loss term on the architecture step
-:meth:`weight_step_weights`               perturbed op weights for the weight step
+                                          the reports read
+:meth:`build_cell_factory`                the ``edges`` part's cells
+:meth:`regularizer`                       the sum of the ``regularizers``' terms
+:meth:`weight_step_weights`               the ``perturbation``'s op weights for the weight step
 ``aux_skip_weight``                       an auxiliary skip: added to the weight of the
                                           ``aux_skip_op`` column of every edge
-:meth:`extra_arch_parameters`             more architecture parameters (PC-DARTS's betas)
-:meth:`update_schedules`                  schedules from ``(epoch, self.epochs)``
+:meth:`extra_arch_parameters`             the parts' extra architecture parameters
+:meth:`update_schedules`                  every part's schedules from ``(epoch, self.epochs)``
 :meth:`arch_step_enabled`                 whether this epoch updates the architecture
 ========================================  ==============================================
 
-Settings: every key of the class attribute ``defaults`` (merged along the class hierarchy)
-is a setting; values given as strings are converted to the type of the default. Random
+Settings: every key of the parts' ``defaults`` and of the class attribute ``defaults``
+(merged along the class hierarchy, the class's over the parts') is a setting; values given as strings are converted to the type of the default. Random
 draws come from :attr:`rng`, a seeded generator (seeded from the run's seed, never from the
-global stream) checkpointed with the run, and schedules are recomputed from the epoch in
+global stream) checkpointed with every method's run, and schedules are recomputed from the epoch in
 :meth:`new_epoch`, so a resumed search continues bit-identically.
 """
 from __future__ import annotations
@@ -49,11 +54,9 @@ from nasframe_core.optimizer import MetaOptimizer
 from nasframe_core.settings import coerce
 from nasframe_core.space import SearchSpace
 
-from . import bilevel
+from . import bilevel, parts as P
 from .bilevel import frozen
 from .recipes import darts_paper
-from .discretize import discretize_cell
-from .mixed import mixed_cell_factory
 from .options import DEFAULTS as OPTION_DEFAULTS, ExecutionOptions
 from .supernet import SuperNet
 from .torch_names import build_optimizer, resolve_class, step_optimizer
@@ -72,6 +75,11 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: the parts of a method: class attribute -> ``tuple`` for a list of parts, ``object`` for one
+PART_SLOTS: dict[str, type] = {"sampler": object, "edges": object, "weight_factors": tuple, "perturbation": object,
+                               "regularizers": tuple, "schedules": tuple, "discretizer": object}
+
+
 class RandomStreams:
     """The seeded CPU generator of a method's random draws, checkpointable.
 
@@ -83,6 +91,9 @@ class RandomStreams:
         self.offset = offset
         self.generator = torch.Generator()
         self.reseed()
+
+    #: a checkpoint written before every method saved its generator resumes without one
+    checkpoint_optional = True
 
     def reseed(self) -> None:
         self.generator.manual_seed((torch.initial_seed() + 7919 * (self.offset + 1)) % (2**63))
@@ -108,9 +119,18 @@ class OneShotOptimizer(MetaOptimizer):
 
     #: this class's settings and defaults; subclasses list theirs (and changed base defaults)
     defaults: dict[str, Any] = BASE_DEFAULTS
-    #: whether the method draws random numbers (then :attr:`rng` is checkpointed)
-    stochastic: bool = False
-    #: whether the discrete network must inherit every supernet weight by shape
+    # the composition (see nasframe_darts.parts); DARTS: softmax over every op of every edge
+    sampler: P.Sampler = P.Softmax()
+    edges: P.MixedEdges = P.MixedEdges()
+    weight_factors: tuple = ()
+    perturbation: Optional[P.Perturbation] = None
+    regularizers: tuple = ()
+    schedules: tuple = ()
+    discretizer: P.Discretizer = P.Discretizer()
+    #: the method's name in what the run says (default: the class name)
+    method_label: Optional[str] = None
+    #: whether the discrete network must inherit every supernet weight by shape (where the
+    #: ``edges`` part allows it)
     strict_weight_inheritance: bool = True
     #: search recipes per space (:mod:`nasframe_core.recipes`); a method on the engine has ``darts``
     search_recipes: dict[str, list] = {"*": [darts_paper()]}
@@ -142,12 +162,34 @@ class OneShotOptimizer(MetaOptimizer):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] = dict(BASE_DEFAULTS)
+        domains: dict[str, Any] = {}
+        helps: dict[str, str] = {}
+        for part in cls.parts():
+            merged.update(part.defaults)
+            domains.update(part.settings_domain)
+            helps.update(part.settings_help)
         for klass in reversed(cls.__mro__):
-            merged.update(klass.__dict__.get("defaults", {}))
+            if issubclass(klass, OneShotOptimizer) and klass is not OneShotOptimizer:
+                merged.update(klass.__dict__.get("defaults", {}))
         cls.all_defaults = merged
         if "extra_settings" not in cls.__dict__:
             cls.extra_settings = dict(merged)
+        cls.settings_domain = {**domains, **cls.__dict__.get("settings_domain", {})}
+        cls.settings_help = {**helps, **cls.__dict__.get("settings_help", {})}
+
+    @classmethod
+    def parts(cls) -> list:
+        """Every part of the composition, in the order their hooks run."""
+        out = [cls.sampler, cls.edges, *cls.weight_factors]
+        if cls.perturbation is not None:
+            out.append(cls.perturbation)
+        return out + [*cls.regularizers, *cls.schedules, cls.discretizer]
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether a part draws random numbers (every method's generator is checkpointed anyway)."""
+        return any(p.draws for p in self.parts())
 
     def __init__(self, **settings):
         super().__init__()
@@ -187,39 +229,64 @@ class OneShotOptimizer(MetaOptimizer):
         self.steps_per_epoch: Optional[int] = None
         self.epoch = 0
         self.rng = RandomStreams()
+        if self.method_label is None:
+            self.method_label = type(self).__name__
+        for part in self.parts():
+            part.setup(self)
+        for part in self.parts():
+            part.update_schedules(self, 0)
 
     # ============================================================ extension points
     def sample_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
-        """The op weights of one forward for cell type ``name`` (rows: edges). Default: softmax."""
-        return F.softmax(alpha, dim=-1)
+        """The op weights of one forward for cell type ``name`` (rows: edges): the sampler's,
+        times the ``weight_factors``."""
+        w = self.sampler.sample(self, name, alpha)
+        for factor in self.weight_factors:
+            w = factor.apply(self, name, w)
+        return w
 
     def expected_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
-        """Deterministic op weights, read by discretization and the reports. Default: softmax."""
-        return F.softmax(alpha, dim=-1)
+        """Deterministic op weights, read by discretization and the reports: the sampler's
+        expected ones, times the ``weight_factors``."""
+        w = self.sampler.expected(self, name, alpha)
+        for factor in self.weight_factors:
+            w = factor.apply(self, name, w)
+        return w
 
     def build_cell_factory(self) -> Callable:
-        """The cell factory of the supernet (what runs per edge). Default: MixedCells,
-        fused unless ``fused=false``."""
-        return mixed_cell_factory(self.fused)
+        """The cell factory of the supernet (what runs per edge): the ``edges`` part's."""
+        return self.edges.cell_factory(self)
 
     def regularizer(self) -> Optional[torch.Tensor]:
-        """A term added to the architecture step's loss (a function of the alphas), or ``None``."""
-        return None
+        """The sum of the ``regularizers``' terms (functions of the alphas) added to the
+        architecture step's loss, or ``None`` when none has one."""
+        total = None
+        for part in self.regularizers:
+            term = part.term(self)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
 
     def weight_step_weights(self, x: torch.Tensor, y: torch.Tensor) -> Optional[dict[str, torch.Tensor]]:
-        """Op weights (detached) for the weight step instead of the sampled ones, or ``None``."""
-        return None
+        """Op weights (detached) for the weight step instead of the sampled ones (the
+        ``perturbation``'s), or ``None``."""
+        return None if self.perturbation is None else self.perturbation.weights(self, x, y)
 
     def extra_arch_parameters(self, specs: dict) -> dict[str, torch.Tensor]:
-        """More architecture parameters by name, learned with the alphas. Default: none."""
-        return {}
+        """More architecture parameters by name, learned with the alphas: the parts'."""
+        out: dict[str, torch.Tensor] = {}
+        for part in self.parts():
+            out.update(part.extra_arch_parameters(self, specs))
+        return out
 
     def update_schedules(self, epoch: int) -> None:
-        """Set schedule values for ``epoch`` from ``(epoch, self.epochs)``. Default: none."""
+        """Set every part's schedule values for ``epoch`` from ``(epoch, self.epochs)``."""
+        for part in self.parts():
+            part.update_schedules(self, epoch)
 
     def arch_step_enabled(self) -> bool:
-        """Whether the current epoch updates the architecture. Default: always."""
-        return True
+        """Whether the current epoch updates the architecture (every part agrees)."""
+        return all(part.arch_step_enabled(self) for part in self.parts())
 
     # ------------------------------------------------------------- schedule help
     def progress(self, epoch: int, inclusive: bool = True) -> float:
@@ -265,6 +332,8 @@ class OneShotOptimizer(MetaOptimizer):
         self.graph = SuperNet(network, specs, alphas, scope=self.scope)
         for name, value in self.extra_arch_parameters(specs).items():
             self.graph.extra[name] = nn.Parameter(value)
+        for part in self.parts():
+            part.adapt(self, specs)
         self.graph.sampler = self._forward_op_weights
         self.architectural_weights = nn.ParameterList(list(self.graph.alphas.values()))
         self.op_optimizer = self._make_op_optimizer(self.graph.weights())
@@ -275,7 +344,7 @@ class OneShotOptimizer(MetaOptimizer):
         return torch.stack([1e-3 * torch.randn(spec.num_ops) for _ in spec.edges])
 
     def aux_skip_op_needed(self) -> bool:
-        return False
+        return any(getattr(part, "needs_aux_skip", False) for part in self.parts())
 
     def _forward_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
         w = self.sample_op_weights(name, alpha)
@@ -298,7 +367,11 @@ class OneShotOptimizer(MetaOptimizer):
                                weight_decay=self.effective_arch_weight_decay(), betas=self._arch_betas())
 
     def effective_arch_weight_decay(self) -> float:
-        """The architecture optimizer's weight decay. Default: ``arch_weight_decay``."""
+        """The architecture optimizer's weight decay: a part's (DrNAS's rule), else ``arch_weight_decay``."""
+        for part in self.parts():
+            decay = part.arch_weight_decay(self)
+            if decay is not None:
+                return decay
         return self.arch_weight_decay
 
     def _arch_betas(self) -> tuple[float, float]:
@@ -363,8 +436,6 @@ class OneShotOptimizer(MetaOptimizer):
         at the start of the step is restored before each call): the unrolled step's forwards
         (train, unrolled validation, the two finite-difference points) then differentiate one
         architecture sample, so the step is the hypergradient of that sample's losses."""
-        if not self.stochastic:
-            return loss_fn
         state = self.rng.generator.get_state()
 
         def call(x, y, weights=None):
@@ -445,7 +516,7 @@ class OneShotOptimizer(MetaOptimizer):
         """The genotype of the current alphas (no network is built)."""
         graph = self._require_graph()
         weights = self.discretization_weights()
-        choices = {name: discretize_cell(spec, weights[name]) for name, spec in graph.specs.items()}
+        choices = {name: self.discretizer.choices(self, spec, weights[name]) for name, spec in graph.specs.items()}
         return self.search_space.make_genotype(choices)
 
     def get_final_architecture(self) -> nn.Module:
@@ -459,7 +530,7 @@ class OneShotOptimizer(MetaOptimizer):
         source = graph.network.state_dict()
         target = network.state_dict()
         missing = [k for k in target if k not in source or source[k].shape != target[k].shape]
-        if missing and self.strict_weight_inheritance:
+        if missing and self.strict_weight_inheritance and self.edges.inherits_weights(self):
             raise RuntimeError(f"discrete network does not match the supernet at {missing[:3]}")
         network.load_state_dict({k: source[k] if k not in missing else target[k] for k in target})
         network.genotype = genotype
@@ -475,9 +546,8 @@ class OneShotOptimizer(MetaOptimizer):
             "arch_weights": self.architectural_weights,
             "op_optimizer": self.op_optimizer,
             "arch_optimizer": self.arch_optimizer,
+            "random_streams": self.rng,  # every method's: a part that draws needs no flag to resume exactly
         }
-        if self.stochastic:
-            out["random_streams"] = self.rng
         return out
 
     def get_model_size(self) -> float:
@@ -511,8 +581,9 @@ class OneShotOptimizer(MetaOptimizer):
         self.update_schedules(self.epoch)
 
     def start_notes(self, epochs: int) -> list[str]:
-        """Lines to say before the first epoch of an ``epochs``-epoch search (none by default)."""
-        return []
+        """Lines to say before the first epoch of an ``epochs``-epoch search: the parts' (an
+        architecture that a warm-up longer than the run keeps frozen)."""
+        return [line for part in self.parts() for line in part.start_notes(self, epochs)]
 
     def scheduled_optimizers(self) -> list[torch.optim.Optimizer]:
         """The weight optimizer: its learning rate follows the run's cosine schedule."""
