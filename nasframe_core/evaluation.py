@@ -301,7 +301,7 @@ class TrainingEvaluator(Evaluator):
         sub = RunContext(cfg, self._host(), None, self.device)
         seed_everything(_mix(cfg.run.seed, index, 4242) % 2**62)
         t0 = time.perf_counter()
-        job = _proxy_train_job(sub, source, splits)
+        job = _proxy_train_job(sub, source, splits, genotype)  # the object itself: no string is read as a path
         metrics: dict = {}
         for epoch in range(epochs):
             metrics = job.run_epoch(epoch, _NoProgress())
@@ -329,14 +329,14 @@ class _NoProgress:
         pass
 
 
-def _proxy_train_job(ctx, source, splits):
+def _proxy_train_job(ctx, source, splits, genotype):
     """``nasframe train``'s job on data loaded once: train = search-train, test = search-validation."""
     from .train import TrainJob
 
     class ProxyTrainJob(TrainJob):
-        def __init__(self, ctx, source, splits):
+        def __init__(self, ctx, source, splits, genotype):
             self._preloaded = (source, splits)
-            super().__init__(ctx)
+            super().__init__(ctx, genotype)
 
         def _make_dataset(self):
             return self._preloaded[0]
@@ -347,7 +347,7 @@ def _proxy_train_job(ctx, source, splits):
         def _attach_benchmark(self):
             return None
 
-    return ProxyTrainJob(ctx, source, splits)
+    return ProxyTrainJob(ctx, source, splits, genotype)
 
 
 def run_evaluation(evaluator: Evaluator, proposal, index: int) -> tuple[Optional[Score], Optional[str]]:

@@ -72,12 +72,25 @@ def genotype_source(source: str) -> tuple[str, Optional[str]]:
         if not text:
             raise NasframeError(f"genotype file {path} is empty")
         return text, None
-    if _looks_like_path(source):
-        raise NasframeError(
-            f"--genotype {source}: no such run directory or file; pass a finished run directory, "
-            f"a genotype file, or the genotype string"
-        )
+    # not a path that exists: the string itself (a space's genotype strings may hold a "/";
+    # parse_genotype_argument says "no such file" where it parses in no space)
     return source.strip(), None
+
+
+def parse_genotype_argument(host, space, source: str):
+    """``--genotype``'s value (a run directory, a genotype file or the string) as a genotype of
+    ``space``. A string that names no existing path is a genotype string; when it does not parse
+    and looks like a path, the error says there is no such file."""
+    text = read_genotype_text(source)
+    try:
+        return parse_in_space(host, space, text)
+    except NasframeError:
+        if text == source.strip() and _looks_like_path(text):
+            raise NasframeError(
+                f"--genotype {source}: no such run directory or file, nor a genotype of the {space.name!r} space; "
+                f"pass a finished run directory, a genotype file, or the genotype string"
+            ) from None
+        raise
 
 
 def _looks_like_path(text: str) -> bool:
@@ -128,7 +141,7 @@ def parse_in_space(host, space, text: str):
     installed space, the error says which ``--search-space`` to add."""
     try:
         return space.parse_genotype(text)
-    except NasframeError as exc:
+    except NasframeError:
         fits = []
         for name in host.names("search_space"):
             if name == space.name:

@@ -17,7 +17,7 @@ from .cells import discrete_cell_factory
 from .config import Config
 from .context import RunContext, check_finite, scheduled_lr
 from .errors import NasframeError
-from .genotype import parse_in_space, read_genotype_text
+from .genotype import parse_genotype_argument
 from .job import DataJob
 
 log = logging.getLogger("nasframe")
@@ -38,12 +38,18 @@ def count_parameters(model: nn.Module) -> int:
 class TrainJob(DataJob):
     kind = "train"
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, genotype=None):
+        """``genotype``: the architecture to train, given as a genotype object (a black-box
+        search's training evaluation); else ``config.genotype`` (a run directory, a file or
+        the string) is read."""
         super().__init__(ctx)
         cfg = self.config
-        if not cfg.genotype:
+        if genotype is not None:
+            self.genotype = genotype
+        elif not cfg.genotype:
             raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
-        self.genotype = parse_in_space(ctx.host, self.space, read_genotype_text(cfg.genotype))
+        else:
+            self.genotype = parse_genotype_argument(ctx.host, self.space, cfg.genotype)
         final = getattr(self.space, "final_network", None)
         if final is not None:
             model = final(self.genotype, num_classes=self.info.num_classes, in_channels=self.info.in_channels)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nasframe_core import hookimpl
 from nasframe_core.config import Config
 from nasframe_core.engine import execute
 from nasframe_core.errors import NasframeError
@@ -199,3 +200,45 @@ def test_the_readme_installs_torch_and_torchvision_together_from_the_cpu_index_f
     assert cpu in text
     assert text.index(cpu) < text.index("<!-- ci: first-run -->")
     assert not re.search(r"pip install torch --index-url", text)  # torch alone: torchvision pulls the CUDA build
+
+
+def test_a_genotype_string_with_a_slash_is_a_genotype_not_a_path(tiny, tmp_path):
+    """A space whose string form holds '/': the training evaluation of a black-box search and
+    ``nasframe train --genotype STRING`` take it as the genotype it is."""
+
+    class SlashGenotype(tiny.TinyGenotype):
+        def to_str(self):
+            return "/".join(f"{s}-{d}:{op}" for (s, d), op in zip(tiny.EDGES, self.ops))
+
+        @classmethod
+        def from_str(cls, text):
+            return super().from_str(str(text).replace("/", ","))
+
+    class SlashSpace(tiny.TinySearchSpace):
+        name = "slash"
+
+        def make_genotype(self, choices):
+            return SlashGenotype(super().make_genotype(choices).ops)
+
+        def parse_genotype(self, text):
+            return SlashGenotype.from_str(text)
+
+    class Plugin:
+        @hookimpl
+        def nasframe_register_search_spaces(self, register):
+            register("slash", SlashSpace, description="the tiny space, '/' in its genotype strings")
+
+    host = make_plugin_manager(plugins=[("tiny", tiny), ("slash", Plugin())])
+    data = {"run.device": "cpu", "run.batch_size": 8, "dataset.name": "synthetic", "dataset.n_train": 48,
+            "dataset.n_test": 16, "dataset.image_size": 8, "search_space.name": "slash"}
+    rs = config(**data, **{"optimizer.name": "rs", "optimizer.evaluations": 2, "optimizer.train_epochs": 1})
+    result = execute(rs, host, out=tmp_path / "rs", quiet=True)
+    assert [h["status"] for h in result["history"]] == ["ok", "ok"] and "/" in result["history"][0]["genotype"]
+
+    cfg = config(**data, **{"run.epochs": 1})
+    cfg.command, cfg.genotype = "train", "0-1:conv_3x3/0-2:skip_connect/1-2:avg_pool_3x3"
+    result = execute(cfg, host, out=tmp_path / "train", quiet=True)
+    assert result["genotype"] == cfg.genotype
+    cfg.genotype = str(tmp_path / "no" / "such" / "run")
+    with pytest.raises(NasframeError, match="no such run directory or file, nor a genotype of the 'slash' space"):
+        execute(cfg, host, out=tmp_path / "train2", quiet=True)
