@@ -32,7 +32,7 @@ import time
 import torch
 
 import nasframe_cpu
-from nasframe_core.data import KNOWN_DATASETS
+from nasframe_core.data import dataset_info
 from nasframe_darts import FAMILY
 
 
@@ -75,7 +75,7 @@ def step_setup(a, device: str = "cpu", fused: bool = True, compile: bool = False
         settings[key.strip()] = value.strip()
     opt = FAMILY[a.optimizer][0](unrolled=a.mode == "second", device=device, fused=fused, compile=compile,
                                  **settings)
-    opt.adapt_search_space(build_space(a.space), KNOWN_DATASETS["cifar10"])
+    opt.adapt_search_space(build_space(a.space), dataset_info("cifar10"))
     opt.before_training()
     g = torch.Generator().manual_seed(1)
     xt, xv = (torch.randn(a.batch, 3, 32, 32, generator=g).to(device) for _ in range(2))

@@ -131,7 +131,7 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
     counting patch the test set up), the second none, and both end with the same weights and
     alphas."""
     from nasframe_cpu import kernels
-    from nasframe_core.data import KNOWN_DATASETS
+    from nasframe_core.data import dataset_info
     from nasframe_darts import FAMILY
 
     settings = settings or ({"unrolled": True} if optimizer == "darts" else {})
@@ -140,7 +140,7 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
         monkeypatch.setenv(kernels.ENV_SWITCH, native)
         torch.manual_seed(0)
         opt = FAMILY[optimizer][0](device="cpu", **settings)
-        opt.adapt_search_space(space, KNOWN_DATASETS["cifar10"])
+        opt.adapt_search_space(space, dataset_info("cifar10"))
         opt.before_training()
         g = torch.Generator().manual_seed(1)
         batch = [(torch.randn(4, 3, 16, 16, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]

@@ -219,3 +219,27 @@ def test_cifar10_jpeg_copy_loads(cifar10_jpeg_dir):
     mean = splits.train.images.float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor([0.4913, 0.4821, 0.4465]), atol=2e-3)
 
+
+
+def test_dataset_names_resolve_through_the_registry_only():
+    """No table of known datasets beside the registry: a name is a registered dataset, whose
+    factory (or the source it makes, before loading) knows its shape."""
+    import nasframe_core.data as data_module
+    from nasframe_core import NasframeError, hookimpl, make_plugin_manager
+    from nasframe_core.data import DatasetInfo
+
+    stripes = DatasetInfo("stripes", 2, 1, 16)
+
+    class Stripes:
+        info = stripes
+
+    class Plugin:
+        @hookimpl
+        def nasframe_register_datasets(self, register):
+            register("stripes", Stripes, description="a third party's dataset")
+
+    assert dataset_info("stripes", make_plugin_manager(plugins=[("stripes", Plugin())])) == stripes
+    with pytest.raises(NasframeError, match="unknown dataset 'stripes'; installed: .*cifar10"):
+        dataset_info("stripes")  # not installed here
+    assert dataset_info("imagenet16").num_classes == 120 and dataset_info("CIFAR100").num_classes == 100
+    assert not hasattr(data_module, "KNOWN_DATASETS")

@@ -31,41 +31,35 @@ class DatasetInfo:
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-IMAGENET16_MEAN = (0.4811, 0.4575, 0.4078)
-IMAGENET16_STD = (0.2471, 0.2404, 0.2579)
-
-KNOWN_DATASETS = {
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR10_MEAN, CIFAR10_STD),
-    "cifar10-valid": DatasetInfo("cifar10-valid", 10, 3, 32, CIFAR10_MEAN, CIFAR10_STD),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, CIFAR100_MEAN, CIFAR100_STD),
-    "imagenet16-120": DatasetInfo("ImageNet16-120", 120, 3, 16, IMAGENET16_MEAN, IMAGENET16_STD),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,)),
-    "digits": DatasetInfo("digits", 10, 1, 8, (0.3,), (0.38,)),
-    "synthetic": DatasetInfo("synthetic", 10, 3, 32),
-}
-
-
-def dataset_info(dataset: Any) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a dataset name, a :class:`DatasetSource` or an info itself."""
+def dataset_info(dataset: Any, host: Any = None) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a dataset: an info itself, a :class:`DatasetSource`, or the name
+    of a registered dataset (through ``host``, default the installed plugins): its factory's
+    ``info``, else the ``info`` of the source it makes (sources know theirs before loading)."""
     if isinstance(dataset, DatasetInfo):
         return dataset
     info = getattr(dataset, "info", None)
     if isinstance(info, DatasetInfo):
         return info
     if isinstance(dataset, str):
-        key = dataset.lower()
-        if key == "imagenet16":
-            key = "imagenet16-120"
-        if key in KNOWN_DATASETS:
-            return KNOWN_DATASETS[key]
-        raise NasframeError(
-            f"unknown dataset {dataset!r}; known names: {', '.join(sorted(KNOWN_DATASETS))} "
-            f"(or pass a DatasetInfo(name, num_classes, in_channels))"
-        )
+        name = "imagenet16-120" if dataset.lower() == "imagenet16" else dataset
+        if host is None:
+            from ..plugins import make_plugin_manager
+
+            host = make_plugin_manager()
+        try:
+            reg = host.get("dataset", name)
+        except NasframeError:
+            raise NasframeError(
+                f"unknown dataset {dataset!r}; installed: {', '.join(sorted(host.names('dataset')))} "
+                f"(or pass a DatasetInfo(name, num_classes, in_channels))"
+            ) from None
+        info = getattr(reg.factory, "info", None)
+        if not isinstance(info, DatasetInfo):
+            info = getattr(reg.factory(), "info", None)
+        if isinstance(info, DatasetInfo):
+            return info
+        raise NasframeError(f"dataset {dataset!r} tells its classes and channels only once loaded; "
+                            f"pass a DatasetInfo(name, num_classes, in_channels) or the loaded source")
     raise NasframeError(f"cannot tell the classes and channels of dataset {dataset!r}; pass a name or a DatasetInfo")
 
 

@@ -25,9 +25,6 @@ from ..domains import COUNT, SEED, at_least, between
 from ..errors import NasframeError
 from ..safe_pickle import UNREADABLE, RefusedPickle, restricted_load
 from . import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    KNOWN_DATASETS,
     Augment,
     DatasetInfo,
     DatasetSource,
@@ -38,6 +35,16 @@ from . import (
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+# the built-in datasets' shapes and normalisation (dataset_info() finds them through the registry)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET16_MEAN = (0.4811, 0.4575, 0.4078)
+IMAGENET16_STD = (0.2471, 0.2404, 0.2579)
+CIFAR_INFO = {"cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR10_MEAN, CIFAR10_STD),
+              "cifar100": DatasetInfo("cifar100", 100, 3, 32, CIFAR100_MEAN, CIFAR100_STD)}
 
 
 def _from_hwc(images: np.ndarray, labels) -> ImageData:
@@ -51,7 +58,7 @@ def _from_hwc(images: np.ndarray, labels) -> ImageData:
 class Digits(DatasetSource):
     """scikit-learn's handwritten digits: 1,437 train / 360 test images of 8x8 pixels."""
 
-    info = KNOWN_DATASETS["digits"]
+    info = DatasetInfo("digits", 10, 1, 8, (0.3,), (0.38,))
     augment = Augment(crop_padding=1, flip=False, cutout=0)
 
     def __init__(self, data_dir: Optional[str] = None):
@@ -271,7 +278,7 @@ class TorchvisionCifar(DatasetSource):
         self.which = which
         self.root = Path(data_dir).expanduser() if data_dir else default_data_dir() / which
         self.download = download
-        self.info = KNOWN_DATASETS[which]
+        self.info = CIFAR_INFO[which]
         self.augment = Augment()
 
     def load(self) -> Splits:
@@ -299,7 +306,7 @@ class TorchvisionCifar(DatasetSource):
 
 
 class FashionMNIST(DatasetSource):
-    info = KNOWN_DATASETS["fashion-mnist"]
+    info = DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,))
     settings_help = {"download": "download the files with torchvision when they are missing"}
     augment = Augment(crop_padding=2, flip=True, cutout=0)
 
@@ -327,7 +334,7 @@ class ImageNet16(DatasetSource):
     settings_domain = {"classes": between(1, 1000)}
     settings_help = {"classes": "keep the images of the first CLASSES classes (NAS-Bench-201: 120)"}
 
-    info = KNOWN_DATASETS["imagenet16-120"]
+    info = DatasetInfo("ImageNet16-120", 120, 3, 16, IMAGENET16_MEAN, IMAGENET16_STD)
     augment = Augment(crop_padding=2, flip=True, cutout=0)
 
     def __init__(self, data_dir: Optional[str] = None, classes: int = 120):
