@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -221,9 +222,16 @@ def _resumable(run_dir: Path) -> bool:
     return (run_dir / "checkpoint.pt").exists()
 
 
-def _record(study_dir: Path, name: str, status: str, error: Optional[str] = None) -> None:
+def _record(study_dir: Path, name: str, status: str, error: Optional[str] = None, timing: Optional[dict] = None) -> None:
+    """A line of ``points.jsonl``: the point, its status and error, and where and when it ran
+    (``worker``; ``started`` and ``finished`` in seconds since this sweep began)."""
+    entry = {"point": name, "status": status, **({"error": error} if error else {}), **(timing or {})}
     with open(study_dir / POINTS, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"point": name, "status": status, **({"error": error} if error else {})}) + "\n")
+        f.write(json.dumps(entry) + "\n")
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _run_point(host, cfg, run_dir: Path) -> None:
@@ -245,21 +253,24 @@ def _run_point(host, cfg, run_dir: Path) -> None:
         execute(cfg, host, out=run_dir, quiet=True, summary=False, durable=False)
 
 
-def _point_task(study_dir: str, name: str, values: dict, threads: int):
-    """A Ray task: one point in a worker process (resumed from its checkpoint when it has one)."""
+def _point_task(study_dir: str, name: str, values: dict, threads: int) -> dict:
+    """A Ray task: one point in a worker process (resumed from its checkpoint when it has one);
+    returns its error (``None``), the worker and the wall-clock times it started and finished."""
     import torch
 
     from .plugins import make_plugin_manager
 
+    started = time.time()
     torch.set_num_threads(max(1, int(threads)))
     host = make_plugin_manager(warn=lambda line: None)
     study = Path(study_dir)
     cfg = point_config(host, study / FIXED_CONFIG, values)
     try:
         _run_point(host, cfg, study / name)
-        return None
+        error = None
     except NasframeError as exc:
-        return str(exc)
+        error = str(exc)
+    return {"error": error, "worker": _worker_name(), "started": started, "finished": time.time()}
 
 
 def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", workers: int = 1,
@@ -299,7 +310,7 @@ def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", 
     todo = [(n, v) for n, v in study.points if not _finished(study_dir / n)]
     print(f"study {study.name}: {len(study.points)} points in {study_dir}, {len(study.points) - len(todo)} done before",
           file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     done = failed = 0
     local = [(n, v) for n, v in todo if executor == "serial" or scored[n]]
     remote = [(n, v) for n, v in todo if (n, v) not in local]
@@ -311,20 +322,24 @@ def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", 
             print(f"study {study.name}: {done + failed}/{total} points ({failed} failed), "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
+    def here(started: float) -> dict:
+        return {"worker": _worker_name(), "started": round(started - wall0, 3), "finished": round(time.time() - wall0, 3)}
+
     for name, values in local:
+        started = time.time()
         try:
             _run_point(host, configs[name], study_dir / name)
-            _record(study_dir, name, "ok")
+            _record(study_dir, name, "ok", timing=here(started))
             done += 1
         except NasframeError as exc:
-            _record(study_dir, name, "failed", str(exc))
+            _record(study_dir, name, "failed", str(exc), timing=here(started))
             failed += 1
         except KeyboardInterrupt as exc:
             exc.run_dir = None  # type: ignore[attr-defined]
             raise StudyInterrupted(study_dir) from None
         progress()
     if remote:
-        d, f = _run_on_ray(study_dir, remote, workers, address, progress_cb=None)
+        d, f = _run_on_ray(study_dir, remote, workers, address, wall0)
         done, failed = done + d, failed + f
         for name, _ in remote:
             progress()
@@ -338,7 +353,7 @@ class StudyInterrupted(KeyboardInterrupt):
         self.study_dir = study_dir
 
 
-def _run_on_ray(study_dir: Path, points: list, workers: int, address: Optional[str], progress_cb) -> tuple[int, int]:
+def _run_on_ray(study_dir: Path, points: list, workers: int, address: Optional[str], wall0: float) -> tuple[int, int]:
     """Points as Ray tasks, at most ``workers`` at once; a point whose worker died starts again
     from its checkpoint (twice at most), then is recorded as failed."""
     from .executors import RAY_HINT
@@ -368,8 +383,12 @@ def _run_on_ray(study_dir: Path, points: list, workers: int, address: Optional[s
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 name, values = running.pop(ref)
+                timing = None
                 try:
-                    error = ray.get(ref)
+                    out = ray.get(ref)
+                    error = out["error"]
+                    timing = {"worker": out["worker"], "started": round(out["started"] - wall0, 3),
+                              "finished": round(out["finished"] - wall0, 3)}
                 except ray.exceptions.RayError as exc:
                     if attempts[name] < 3 and isinstance(exc, (ray.exceptions.WorkerCrashedError,
                                                                ray.exceptions.NodeDiedError)):
@@ -377,10 +396,10 @@ def _run_on_ray(study_dir: Path, points: list, workers: int, address: Optional[s
                         continue
                     error = f"the worker died ({type(exc).__name__})"
                 if error is None:
-                    _record(study_dir, name, "ok")
+                    _record(study_dir, name, "ok", timing=timing)
                     done += 1
                 else:
-                    _record(study_dir, name, "failed", error)
+                    _record(study_dir, name, "failed", error, timing=timing)
                     failed += 1
         return done, failed
     finally:

@@ -256,3 +256,25 @@ def test_a_killed_study_of_trained_runs_resumes_to_the_uninterrupted_aggregate(t
         return [{**r, "cost": {k: v for k, v in r["cost"].items() if k != "wall_seconds"}} for r in rows]
 
     assert searched(_aggregate(killed, capsys)) == searched(_aggregate(full, capsys))
+
+
+@pytest.mark.slow
+def test_a_study_of_trained_runs_on_ray_keeps_two_workers_busy_and_matches_the_serial_study(tmp_path, capsys):
+    """Two Ray workers of one CPU each: the points run in two processes at once, each records
+    where and when it ran, and the found cells are those of the serial sweep."""
+    pytest.importorskip("ray", reason="studies on Ray need Ray: pip install 'nasframe-darts[ray]'")
+    study = _write(tmp_path / "trained.yaml", TRAINED_STUDY)
+    serial, on_ray = tmp_path / "serial", tmp_path / "ray"
+    assert main(["sweep", str(study), "--out", str(serial)]) == 0
+    assert main(["sweep", str(study), "--out", str(on_ray), "--executor", "ray", "--workers", "2"]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (on_ray / "points.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    assert len({r["worker"] for r in records}) == 2
+    spans = sorted((r["started"], r["finished"]) for r in records)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two points at once
+    for name in ("optimizer=darts,seed=0", "optimizer=gdas,seed=1"):
+        a, b = (json.loads((d / name / "result.json").read_text()) for d in (serial, on_ray))
+        assert a["genotype"] == b["genotype"]
+    local = [json.loads(line) for line in (serial / "points.jsonl").read_text().splitlines()]
+    assert len({r["worker"] for r in local}) == 1 and all(r["finished"] >= r["started"] >= 0 for r in local)
