@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
+from .structure import cell_structure
+
 #: a margin below this fraction of the uniform weight 1/n counts as noise (see the module doc)
 NOISE_FRACTION = 0.05
 #: skip ops on at least this fraction of a cell's kept edges (and at least two) is a collapse
@@ -95,22 +97,6 @@ def _edge_name(spec: Any, e: int) -> str:
         return f"edge {e}"
     src, dst = spec.edges[e]
     return f"{src}->{dst}"
-
-
-def cell_structure(spec: Any, choices: Sequence[Any], zero_ops: Sequence[str]) -> dict[str, list[int]]:
-    """Dead nodes (no live input) and nodes that reach no output, in the discrete cell."""
-    live_edges = [(c.src, c.dst) for c in choices if c.op not in zero_ops]
-    live = set(spec.inputs)
-    for n in spec.nodes:  # topological order
-        if any(src in live for src, dst in live_edges if dst == n):
-            live.add(n)
-    reaches = set(spec.output)
-    for n in reversed(spec.nodes):
-        if any(dst in reaches for src, dst in live_edges if src == n):
-            reaches.add(n)
-    dead = [n for n in spec.nodes if n not in live]
-    unused = [n for n in spec.nodes if n in live and n not in reaches]
-    return {"dead": dead, "unused": unused, "output_dead": [n for n in spec.output if n not in live]}
 
 
 def structure_warnings(space: Any, genotype: Any) -> list[str]:

@@ -96,7 +96,7 @@ def plot_cells(space, genotype, out: Path) -> list[Path]:
     """
     from matplotlib.patches import FancyArrowPatch
 
-    from .confidence import cell_structure
+    from .structure import cell_structure
 
     written = []
     specs = space.cell_specs()
