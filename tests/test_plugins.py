@@ -132,7 +132,8 @@ def test_builtin_plugins_load_through_entry_points():
     assert report["darts"]["module"] == "nasframe_darts.plugin"
     assert report["darts"]["hooks"] == sorted(
         ["nasframe_register_optimizers", "nasframe_adapt_search_space", "nasframe_step", "nasframe_discretize",
-         "nasframe_search_start"]
+         "nasframe_search_start", "nasframe_epoch_metrics", "nasframe_epoch_line", "nasframe_result_entries",
+         "nasframe_summary_lines", "nasframe_plot_run"]
     )
     assert host.get("search_space", "darts").plugin == "darts_space"
     assert host.get("optimizer", "darts").plugin == "darts"
@@ -531,8 +532,9 @@ def test_cli_plugins_text(cli_env, capsys):
     assert "nasbench201 " in out and "(nasframe_spaces.nasbench201.plugin)" in out
     assert "  search spaces: nasbench201" in out and "  benchmarks: nasbench201" in out
     assert "  optimizers: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, pc_darts, sdarts" in out
-    assert ("  hooks: nasframe_adapt_search_space, nasframe_discretize, nasframe_register_optimizers, "
-            "nasframe_search_start, nasframe_step") in out
+    assert ("  hooks: nasframe_adapt_search_space, nasframe_discretize, nasframe_epoch_line, nasframe_epoch_metrics, "
+            "nasframe_plot_run, nasframe_register_optimizers, nasframe_result_entries, nasframe_search_start, "
+            "nasframe_step, nasframe_summary_lines") in out
 
 
 def test_cli_plugins_with_nothing_loaded(monkeypatch, capsys):
