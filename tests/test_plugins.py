@@ -828,3 +828,19 @@ def test_the_core_names_no_plugin_and_no_cpu_kernel():
         text = path.read_text()
         assert not _re.search(r"darts", text, _re.I), path
         assert "nasframe_cpu" not in text, path
+
+
+def test_the_core_reads_no_op_weights():
+    """What a one-shot search says about its op weights (edge margins, the warnings they raise,
+    their figure) is the one-shot plugin's, behind the reporting hooks; the core keeps no module
+    for it and names neither the weights nor the margins. The Python API alone reads the weights
+    back from result.json, as data."""
+    import re as _re
+
+    core = Path(__file__).resolve().parents[1] / "nasframe_core"
+    assert not (core / "confidence.py").exists()
+    for path in core.rglob("*.py"):
+        text = path.read_text()
+        assert not _re.search(r"edge[ _]margin|plot_alphas", text, _re.I), path
+        if path.name != "api.py":
+            assert not _re.search(r"\balphas\b", text), path
