@@ -153,7 +153,7 @@ class SearchJob(DataJob):
             line += f", lr {m['lr']:.5f}"
         if m.get("test_statistics") is not None:
             line += f", benchmark test acc {m['test_statistics']:.2f}%"
-        for words in self.ctx.host.hook.nasframe_epoch_line(run=self.ctx, metrics=m):
+        for words in filter(None, self.ctx.host.hook.nasframe_epoch_line(run=self.ctx, metrics=m)):
             line += f", {words}"
         return line + f", {m['seconds']:.1f}s; genotype {m['genotype']}"
 
