@@ -68,7 +68,7 @@ def _setup_logging(run_dir: Optional[RunDir], quiet: bool) -> list[logging.Handl
     if not quiet:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
-        # the console shows the loop's own lines; plugins' details (alphas...) go to log.txt
+        # the console shows the loop's own lines; plugins' details (op weights...) go to log.txt
         console.addFilter(lambda record: record.name == "nasframe")
         handlers.append(console)
     if run_dir is not None:

@@ -6,7 +6,7 @@ through the ``nasframe`` entry-point group. A hook implementation that matches n
 typo) is reported in one line and ignored, while the plugin's other hooks load. Two plugins
 registering one name make it ambiguous; ``plugin:name`` chooses (see :mod:`nasframe_core.plugins`).
 
-The hooks come in three phases.
+The hooks come in four phases.
 
 Discovery
     Called once when the plugin manager is built. Each receives a ``register`` callback;
@@ -32,6 +32,14 @@ Observers
     :class:`~nasframe_core.optimizer.MetaOptimizer`; ``None`` for ``nasframe train``) and
     ``stop_reason``. ``run.job`` is the loop's own object and no part of the contract.
 
+Reports
+    Called for every plugin that implements them, like observers, but their answers are used:
+    entries a plugin adds to an epoch's metrics and to ``result.json``, words for the epoch's
+    console line, lines of the summary a finished search prints (and ``nasframe show`` repeats),
+    figures ``nasframe plot`` draws. A plugin that has nothing to say for a run returns ``None``
+    (or an empty list); the core shows what a plugin derives from the data without knowing
+    what it means.
+
 Two kinds of optimizer
     ``MetaOptimizer.using_step_function`` True (one-shot methods): the loop loads the
     dataset, calls ``nasframe_adapt_search_space`` with a
@@ -47,6 +55,8 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import torch
 
     from .config import Config
@@ -54,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import RunContext
     from .genotype import Genotype
     from .optimizer import MetaOptimizer
+    from .rundir import RunDir
     from .space import SearchSpace
 
 PROJECT = "nasframe"
@@ -225,3 +236,80 @@ def nasframe_epoch_end(run: "RunContext", epoch: int, metrics: dict) -> None:
 @hookspec
 def nasframe_search_end(run: "RunContext", result: dict) -> None:
     """Called once with the content of ``result.json`` after the last epoch."""
+
+
+# ------------------------------------------------------------------------------ reports
+@hookspec
+def nasframe_epoch_metrics(run: "RunContext", epoch: int, metrics: dict) -> "Optional[dict]":
+    """Entries to add to an epoch's ``metrics``, derived from what the epoch measured.
+
+    Called by a search over batches (an optimizer with ``using_step_function``) at the end of
+    every epoch, once ``metrics`` holds the epoch's losses and accuracies, ``genotype`` and the
+    entries of the optimizer's :meth:`~nasframe_core.optimizer.MetaOptimizer.epoch_report`, and
+    before ``test_statistics`` and ``benchmark``. Returns JSON-serialisable entries, which are
+    merged into ``metrics`` where the call stands (and so are written to ``metrics.jsonl`` in
+    that order, and seen by :func:`nasframe_epoch_line` and :func:`nasframe_epoch_end`), or
+    ``None``. For example ``{"weight_norm": 12.5}`` from an entry the optimizer reported.
+    """
+
+
+@hookspec
+def nasframe_epoch_line(run: "RunContext", metrics: dict) -> "Optional[str]":
+    """A few words for the console line of an epoch of a search over batches (also in ``log.txt``).
+
+    Called with the epoch's ``metrics`` as written to ``metrics.jsonl`` (``seconds`` and the
+    entries of :func:`nasframe_epoch_metrics` and :func:`nasframe_epoch_end` included). The
+    line joins every answer with ``", "`` after its losses, accuracies, learning rate and
+    benchmark figure, before the epoch's seconds and genotype: ``"weight norm 12.50"`` makes
+    ``epoch 3/50: train loss ..., lr 0.02456, weight norm 12.50, 41.2s; genotype ...``.
+    Returns the words, or ``None``.
+    """
+
+
+@hookspec
+def nasframe_result_entries(run: "RunContext", genotype: "Genotype", result: dict) -> "Optional[dict]":
+    """Entries to add to ``result.json`` about the architecture a search over batches found.
+
+    Called once when the search ends, with the found ``genotype`` and the entries gathered so
+    far in ``result`` (``genotype``, ``genotype_json``, the optimizer's
+    :meth:`~nasframe_core.optimizer.MetaOptimizer.result_report`, ``params_millions``,
+    ``test_statistics``, ``benchmark``). Returns JSON-serialisable entries, which follow these
+    and come before the run's own (``optimizer``, ``search_space``, ``dataset``, ``epochs``,
+    ``seed``, ``seconds``, ``runtime``, ``final``), or ``None``. ``run.optimizer`` and
+    ``run.space`` are the run's; :func:`nasframe_summary_lines` can say the entries out loud.
+    """
+
+
+@hookspec
+def nasframe_summary_lines(
+    result: dict, last_epoch: "Optional[dict]", space: "Callable[[], Optional[SearchSpace]]"
+) -> "Optional[list[str]]":
+    """Lines about a search's outcome, for the people who read it.
+
+    Printed after ``found architecture: ...`` when a search over batches ends (on stdout and
+    in ``log.txt``), and by ``nasframe show`` for every run directory, so that both say the
+    same. ``result``: the content of ``result.json`` (``{}`` in ``nasframe show`` for a run that
+    stopped before its end); ``last_epoch``: the last line of ``metrics.jsonl`` in ``nasframe
+    show`` (``None`` when none is written yet, and at the end of a run); ``space``: a callable
+    that returns the run's :class:`~nasframe_core.space.SearchSpace`, built on the first call
+    in ``nasframe show`` (which imports its plugin, and torch: call it only when the lines need
+    it; it returns ``None`` where the space cannot be built, e.g. its plugin is not installed).
+    Returns the lines in the order they are printed, or ``None``.
+    """
+
+
+@hookspec
+def nasframe_plot_run(
+    run_dir: "RunDir", metrics: "list[dict]", out: "Path", space: "Optional[SearchSpace]"
+) -> "Optional[list[Path]]":
+    """Draw figures of a run directory for ``nasframe plot RUN_DIR``.
+
+    Called once per command with the run's ``run_dir`` (a :class:`~nasframe_core.rundir.RunDir`
+    to read further files from), its ``metrics`` (the lines of ``metrics.jsonl``, at least
+    one), ``out`` (the existing directory to write PNG files into) and the run's ``space`` (a
+    :class:`~nasframe_core.space.SearchSpace`, or ``None`` when the run names none). Returns
+    the paths written, which the command prints before the figures of the core (the
+    incumbent, training curves and the found cells), or ``None`` when the run has nothing the
+    plugin draws. Import the plotting library inside the implementation: listing commands
+    load every plugin.
+    """

@@ -94,13 +94,13 @@ class MetaOptimizer(abc.ABC):
     def epoch_report(self) -> dict[str, Any]:
         """JSON-serialisable entries for this epoch's line of ``metrics.jsonl``.
 
-        Keys the core understands: ``alphas`` (cell type -> ``[edges][ops]`` op weights,
-        drawn by ``nasframe plot``). Default: nothing.
+        The core writes them as they are; plugins' reporting hooks may read them (e.g.
+        :func:`~nasframe_core.hookspecs.nasframe_epoch_metrics`). Default: nothing.
         """
         return {}
 
     def result_report(self) -> dict[str, Any]:
         """JSON-serialisable entries that ``result.json`` carries beyond the common ones
         (``genotype``, ``genotype_json``, ``benchmark``, ``test_statistics``, ...).
-        One-shot methods put their architecture weights here (``alphas``). Default: nothing."""
+        One-shot methods put their architecture weights here. Default: nothing."""
         return {}

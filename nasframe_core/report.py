@@ -78,23 +78,11 @@ def cmd_show(host, args) -> int:
     if params is not None:
         what = "parameters" if info["command"] == "train" else "supernet parameters"
         print(f"{what} {params:.3f} million")
-    from .confidence import summary_lines
-
-    margins = result.get("edge_margins") or (last or {}).get("edge_margins")
-    specs, warnings = None, result.get("warnings")
-    if margins:
-        try:
-            space = _space_of(host, cfg)
-            specs = space.cell_specs()
-            if not info["finished"] and genotype and isinstance(last.get("alphas"), dict):
-                # a stopped run: judge its latest cell as a finished run would
-                from .confidence import warnings_for
-
-                warnings = warnings_for(space, space.parse_genotype(genotype), last["alphas"])
-        except (NasframeError, AttributeError):
-            pass  # e.g. the space's plugin is not installed here: edges are numbered
-    for line in summary_lines({"edge_margins": margins, "warnings": warnings}, specs):
-        print(line)
+    # what plugins say about the outcome, as the search said it when it ended
+    for part in host.hook.nasframe_summary_lines(result=result, last_epoch=info["last_epoch"],
+                                                 space=_space_once(host, cfg)):
+        for line in part:
+            print(line)
     return 0
 
 
@@ -112,6 +100,22 @@ def _space_of(host, cfg: dict):
     if not space_cfg.get("name"):
         return None
     return host.create("search_space", space_cfg["name"], **{k: v for k, v in space_cfg.items() if k != "name"})
+
+
+def _space_once(host, cfg: dict):
+    """A callable that builds the run's search space on its first call and then returns it again
+    (``None`` when the run names none or it cannot be built here, e.g. its plugin is missing)."""
+    built: list = []
+
+    def space():
+        if not built:
+            try:
+                built.append(_space_of(host, cfg))
+            except NasframeError:
+                built.append(None)
+        return built[0]
+
+    return space
 
 
 def _plot_dir(out: Path) -> Path:
@@ -145,7 +149,7 @@ def cmd_plot(host, args) -> int:
         raise NasframeError(f"{run.path} has no epochs in metrics.jsonl yet; nothing to plot")
     out = _plot_dir(Path(args.out).expanduser() if args.out else run.path / "plots")
     from .config import load_config_file
-    from .plotting import plot_alphas, plot_cells, plot_incumbent, plot_training
+    from .plotting import plot_cells, plot_incumbent, plot_training
 
     cfg = load_config_file(run.file(CONFIG))
     space = _space_of(host, cfg)
@@ -154,7 +158,8 @@ def cmd_plot(host, args) -> int:
     result = run.read_result() or {}
     genotype = result.get("genotype") or metrics[-1].get("genotype")
     try:
-        written = plot_alphas(metrics, out, space.cell_specs() if space is not None else None)
+        drawn = host.hook.nasframe_plot_run(run_dir=run, metrics=metrics, out=out, space=space)
+        written = [path for paths in drawn for path in paths]
         written += plot_incumbent(metrics, out, title=title)
         if cfg.get("command") == "train":
             written += plot_training(metrics, out, title=f"{(cfg.get('search_space') or {}).get('name')}, "

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import confidence, distributed
+from . import distributed
 from .context import RunContext, check_finite, scheduled_lr
 from .data import split_train_val
 from .errors import NasframeError
@@ -128,8 +128,8 @@ class SearchJob(DataJob):
         genotype = self.genotype()
         metrics["genotype"] = str(genotype)
         metrics.update(opt.epoch_report())
-        if isinstance(metrics.get("alphas"), dict):
-            metrics["edge_margins"] = confidence.edge_margins(metrics["alphas"], self.space.cell_specs())
+        for entries in host.hook.nasframe_epoch_metrics(run=self.ctx, epoch=epoch, metrics=metrics):
+            metrics.update(entries)
         metrics["test_statistics"] = opt.test_statistics()
         report = self.benchmark_report(genotype)
         if report is not None:
@@ -153,9 +153,8 @@ class SearchJob(DataJob):
             line += f", lr {m['lr']:.5f}"
         if m.get("test_statistics") is not None:
             line += f", benchmark test acc {m['test_statistics']:.2f}%"
-        margins = [v for values in (m.get("edge_margins") or {}).values() for v in values]
-        if margins:
-            line += f", smallest edge margin {min(margins):.4f}"
+        for words in filter(None, self.ctx.host.hook.nasframe_epoch_line(run=self.ctx, metrics=m)):
+            line += f", {words}"
         return line + f", {m['seconds']:.1f}s; genotype {m['genotype']}"
 
     def final_result(self, history: list[dict], elapsed: float) -> dict:
@@ -168,7 +167,10 @@ class SearchJob(DataJob):
             "params_millions": opt.get_model_size(),
             "test_statistics": opt.test_statistics(),
             "benchmark": self.benchmark_report(genotype),
-            **confidence.result_entries(self.space, genotype, opt.epoch_report().get("alphas")),
+        }
+        for entries in self.ctx.host.hook.nasframe_result_entries(run=self.ctx, genotype=genotype, result=result):
+            result.update(entries)
+        result.update({
             "optimizer": c.optimizer.name,
             "search_space": c.search_space.name,
             "dataset": self.info.name,
@@ -177,7 +179,7 @@ class SearchJob(DataJob):
             "seconds": round(elapsed, 3),
             # what else decides the last digits of every sum, and so a seeded search's path
             "runtime": dict(self.ctx.runtime),
-        }
+        })
         if history:
             last = history[-1]
             result["final"] = {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last}
@@ -185,7 +187,8 @@ class SearchJob(DataJob):
 
     def summary_lines(self, result: dict) -> list[str]:
         lines = [f"found architecture: {result['genotype']}"]
-        lines += confidence.summary_lines(result, self.space.cell_specs())
+        for part in self.ctx.host.hook.nasframe_summary_lines(result=result, last_epoch=None, space=lambda: self.space):
+            lines += part
         bench = result.get("benchmark")
         if bench and bench.get("test_accuracy") is not None:
             valid = bench.get("valid_accuracy")

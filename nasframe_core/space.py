@@ -144,8 +144,8 @@ class SearchSpace(abc.ABC):
 
     Subclasses set ``name`` (the registry name) and, when a tabular benchmark covers the
     space, ``benchmark_name`` (the benchmark's registry name); ``zero_ops`` and ``skip_ops``
-    say which op names mean "no edge" and "shortcut", so that the core can judge a found
-    cell (:mod:`nasframe_core.confidence`). ``benchmark`` holds the
+    say which op names mean "no edge" and "shortcut", so that a found cell can be judged
+    (:mod:`nasframe_core.structure`, and plugins' reporting hooks). ``benchmark`` holds the
     loaded table, if any (see :meth:`attach_benchmark`).
     """
 

@@ -1,9 +1,10 @@
-"""Edge margins and the warnings about a found cell (nasframe_core.confidence)."""
+"""Edge margins and the warnings about a found cell (nasframe_darts.diagnostics)."""
 from __future__ import annotations
 
 import pytest
 
-from nasframe_core.confidence import cell_structure, edge_margins, noise_level, result_entries, warnings_for
+from nasframe_darts.diagnostics import edge_margins, noise_level, result_entries, warnings_for
+from nasframe_core.structure import cell_structure
 from nasframe_spaces.darts.genotype import DARTS_V2, DartsGenotype
 from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.codec import NB201Genotype

@@ -134,6 +134,25 @@ def test_the_patience_observer_adds_a_metric_and_stops_the_search(tiny, tmp_path
     assert len(metrics) == 1 and metrics[0]["best_val_acc"] == metrics[0]["val_acc"]
 
 
+def test_the_loss_gap_report_reaches_the_epoch_line_the_result_show_and_plot(tiny, tmp_path, capsys):
+    from nasframe_core.report import cmd_plot, cmd_show
+
+    gap = example("plugins.md", "# nasframe_gap.py")
+    host = make_plugin_manager(plugins=[("tiny", tiny), ("gap", gap)])
+    out = tmp_path / "run"
+    result = execute(config(**{"search_space.name": "tiny", "run.epochs": 2}), host, out=out, quiet=True)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last = metrics[-1]
+    assert result["final_loss_gap"] == last["loss_gap"] == pytest.approx(last["val_loss"] - last["train_loss"])
+    assert f"loss gap {last['loss_gap']:.3f}, " in (out / "log.txt").read_text()
+    said = f"validation loss above training loss by {last['loss_gap']:.3f} after the last epoch"
+    assert said in capsys.readouterr().out.splitlines()
+    assert cmd_show(host, types.SimpleNamespace(run_dir=str(out), json=False)) == 0
+    assert said in capsys.readouterr().out.splitlines()
+    assert cmd_plot(host, types.SimpleNamespace(run_dir=str(out), out=None)) == 0
+    assert str(out / "plots" / "loss_gap.png") in capsys.readouterr().out.split()
+
+
 def test_the_entropy_darts_method_runs_with_its_setting(tiny, tmp_path):
     method = example("plugins.md", "class EntropyDARTS")
     host = make_plugin_manager(plugins=[("tiny", tiny), ("entropy", method)])

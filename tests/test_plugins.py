@@ -132,7 +132,8 @@ def test_builtin_plugins_load_through_entry_points():
     assert report["darts"]["module"] == "nasframe_darts.plugin"
     assert report["darts"]["hooks"] == sorted(
         ["nasframe_register_optimizers", "nasframe_adapt_search_space", "nasframe_step", "nasframe_discretize",
-         "nasframe_search_start"]
+         "nasframe_search_start", "nasframe_epoch_metrics", "nasframe_epoch_line", "nasframe_result_entries",
+         "nasframe_summary_lines", "nasframe_plot_run"]
     )
     assert host.get("search_space", "darts").plugin == "darts_space"
     assert host.get("optimizer", "darts").plugin == "darts"
@@ -531,8 +532,9 @@ def test_cli_plugins_text(cli_env, capsys):
     assert "nasbench201 " in out and "(nasframe_spaces.nasbench201.plugin)" in out
     assert "  search spaces: nasbench201" in out and "  benchmarks: nasbench201" in out
     assert "  optimizers: beta_darts, darts, darts_minus, drnas, fair_darts, gdas, pc_darts, sdarts" in out
-    assert ("  hooks: nasframe_adapt_search_space, nasframe_discretize, nasframe_register_optimizers, "
-            "nasframe_search_start, nasframe_step") in out
+    assert ("  hooks: nasframe_adapt_search_space, nasframe_discretize, nasframe_epoch_line, nasframe_epoch_metrics, "
+            "nasframe_plot_run, nasframe_register_optimizers, nasframe_result_entries, nasframe_search_start, "
+            "nasframe_step, nasframe_summary_lines") in out
 
 
 def test_cli_plugins_with_nothing_loaded(monkeypatch, capsys):
@@ -826,3 +828,19 @@ def test_the_core_names_no_plugin_and_no_cpu_kernel():
         text = path.read_text()
         assert not _re.search(r"darts", text, _re.I), path
         assert "nasframe_cpu" not in text, path
+
+
+def test_the_core_reads_no_op_weights():
+    """What a one-shot search says about its op weights (edge margins, the warnings they raise,
+    their figure) is the one-shot plugin's, behind the reporting hooks; the core keeps no module
+    for it and names neither the weights nor the margins. The Python API alone reads the weights
+    back from result.json, as data."""
+    import re as _re
+
+    core = Path(__file__).resolve().parents[1] / "nasframe_core"
+    assert not (core / "confidence.py").exists()
+    for path in core.rglob("*.py"):
+        text = path.read_text()
+        assert not _re.search(r"edge[ _]margin|plot_alphas", text, _re.I), path
+        if path.name != "api.py":
+            assert not _re.search(r"\balphas\b", text), path

@@ -334,6 +334,64 @@ def test_show_and_plot(tmp_path, capsys):
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+class _Reporter:
+    """A plugin of its own using every reporting hook: a figure derived from each epoch, said on
+    the epoch's line, in result.json, in the final lines and by `show`, and drawn by `plot`."""
+
+    @hookimpl
+    def nasframe_epoch_metrics(self, run, epoch, metrics):
+        return {"loss_gap": metrics["val_loss"] - metrics["train_loss"]}
+
+    @hookimpl
+    def nasframe_epoch_line(self, metrics):
+        return f"loss gap {metrics['loss_gap']:.3f}"
+
+    @hookimpl
+    def nasframe_result_entries(self, run, genotype, result):
+        assert "benchmark" in result and "optimizer" not in result  # the common entries come first
+        return {"gaps_seen": run.epoch + 1, "found": str(genotype)}
+
+    @hookimpl
+    def nasframe_summary_lines(self, result, last_epoch):
+        if "gaps_seen" in result:
+            return [f"loss gap measured over {result['gaps_seen']} epochs"]
+        return None
+
+    @hookimpl
+    def nasframe_plot_run(self, run_dir, metrics, out):
+        path = out / "gap.txt"
+        path.write_text(" ".join(str(m["loss_gap"]) for m in metrics) + "\n")
+        return [path]
+
+
+def test_a_plugin_reports_through_every_reporting_hook(tmp_path, capsys, monkeypatch):
+    host = make_plugin_manager(plugins=[("reporter", _Reporter())])
+    monkeypatch.setattr("nasframe_core.cli.make_plugin_manager", lambda: host)
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "2", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    final = capsys.readouterr().out.splitlines()
+    assert final[0].startswith("found architecture: ") and "loss gap measured over 2 epochs" in final
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        keys = list(m)
+        assert m["loss_gap"] == pytest.approx(m["val_loss"] - m["train_loss"])
+        assert keys.index("alphas") < keys.index("loss_gap") < keys.index("test_statistics")
+    lines = [line for line in (out / "log.txt").read_text().splitlines() if "/2: train loss" in line]
+    assert len(lines) == 2 and all("loss gap " in line and "smallest edge margin " in line for line in lines)
+    result = json.loads((out / "result.json").read_text())
+    keys = list(result)
+    assert result["gaps_seen"] == 2 and result["found"] == result["genotype"] and "edge_margins" in result
+    assert keys.index("benchmark") < keys.index("gaps_seen") < keys.index("optimizer")
+
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "loss gap measured over 2 epochs" in shown and any(line.startswith("edge margins") for line in shown)
+    assert main(["plot", str(out)]) == 0
+    written = {Path(p).name for p in capsys.readouterr().out.split()}
+    assert written == {"gap.txt", "alphas.png", "cell.png"}
+    assert (out / "plots" / "gap.txt").read_text().split() == [str(m["loss_gap"]) for m in metrics]
+
+
 @pytest.mark.parametrize("command", ["show", "plot"])
 def test_show_and_plot_in_a_fresh_process_name_a_missing_run(tmp_path, command):
     """The commands themselves, as a shell runs them: one line on stderr, status 2."""

@@ -1,11 +1,12 @@
-"""How sure a search result is: edge margins and warnings about the chosen cells.
+"""How sure a one-shot search is: edge margins and warnings about the chosen cells.
 
-Everything here reads generic data only: the ``alphas`` entry that one-shot optimizers return
-from :meth:`~nasframe_core.optimizer.MetaOptimizer.epoch_report` (cell type -> ``[edges][ops]``
-op weights, each row summing to one), the space's :meth:`cell_specs` and the kept edges of a
-genotype (:meth:`genotype_choices`). What an op *means* comes from the space:
-``SearchSpace.zero_ops`` (ops whose output is zero, e.g. ``none``) and ``SearchSpace.skip_ops``
-(identity-like shortcuts, e.g. ``skip_connect``).
+The plugin's reporting hooks (:mod:`nasframe_darts.plugin`) call these functions. They read
+plain data only: the ``alphas`` entry that one-shot optimizers return from
+:meth:`~nasframe_core.optimizer.MetaOptimizer.epoch_report` (cell type -> ``[edges][ops]`` op
+weights, each row summing to one), the space's :meth:`cell_specs` and the kept edges of a
+genotype (:meth:`genotype_choices`), so they import no torch. What an op *means* comes from the
+space: ``SearchSpace.zero_ops`` (ops whose output is zero, e.g. ``none``) and
+``SearchSpace.skip_ops`` (identity-like shortcuts, e.g. ``skip_connect``).
 
 - **Edge margin**: per edge, the weight of the strongest op minus that of the runner-up, among
   the ops the discretization may choose. It is what decides the edge's op.
@@ -16,14 +17,17 @@ genotype (:meth:`genotype_choices`). What an op *means* comes from the space:
   this small is the kind of difference the last few mini-batches decide, not the data.
 - **Dead / disconnected nodes**: in the discrete cell (edges whose op is a zero op dropped), a
   node fed by no live node always outputs zero, and a node that reaches no output node is
-  computed for nothing.
+  computed for nothing (:func:`nasframe_core.structure.cell_structure`).
 - **Skip connections taking over**: at least half of a cell's kept edges (and at least two)
   are skip ops. This is the known failure of differentiable search (Zela et al., ICLR 2020; Chu et al., 2020):
   parameter-free ops win the bilevel game and the cell degenerates.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from nasframe_core.errors import NasframeError
+from nasframe_core.structure import cell_structure
 
 #: a margin below this fraction of the uniform weight 1/n counts as noise (see the module doc)
 NOISE_FRACTION = 0.05
@@ -95,22 +99,6 @@ def _edge_name(spec: Any, e: int) -> str:
         return f"edge {e}"
     src, dst = spec.edges[e]
     return f"{src}->{dst}"
-
-
-def cell_structure(spec: Any, choices: Sequence[Any], zero_ops: Sequence[str]) -> dict[str, list[int]]:
-    """Dead nodes (no live input) and nodes that reach no output, in the discrete cell."""
-    live_edges = [(c.src, c.dst) for c in choices if c.op not in zero_ops]
-    live = set(spec.inputs)
-    for n in spec.nodes:  # topological order
-        if any(src in live for src, dst in live_edges if dst == n):
-            live.add(n)
-    reaches = set(spec.output)
-    for n in reversed(spec.nodes):
-        if any(dst in reaches for src, dst in live_edges if src == n):
-            reaches.add(n)
-    dead = [n for n in spec.nodes if n not in live]
-    unused = [n for n in spec.nodes if n in live and n not in reaches]
-    return {"dead": dead, "unused": unused, "output_dead": [n for n in spec.output if n not in live]}
 
 
 def structure_warnings(space: Any, genotype: Any) -> list[str]:
@@ -195,3 +183,32 @@ def summary_lines(result: Mapping[str, Any], specs: Optional[Mapping[str, Any]] 
         lines += ["  " + line for line in format_margins(margins, specs)]
     lines += [f"warning: {w}" for w in result.get("warnings") or ()]
     return lines
+
+
+def epoch_words(metrics: Mapping[str, Any]) -> Optional[str]:
+    """The epoch line's words about the margins: the smallest of every cell type's edges."""
+    margins = [v for values in (metrics.get("edge_margins") or {}).values() for v in values]
+    return f"smallest edge margin {min(margins):.4f}" if margins else None
+
+
+def report_lines(result: Mapping[str, Any], last_epoch: Optional[Mapping[str, Any]],
+                 space: Callable[[], Any]) -> list[str]:
+    """:func:`summary_lines` for a finished search or a run directory read back.
+
+    The margins are ``result``'s, else the last epoch's; a run that stopped before writing
+    ``result.json`` (``result`` empty) has its latest cell judged as a finished run's would be.
+    Edges are named after the space's cells where ``space()`` builds it, numbered otherwise.
+    """
+    last = last_epoch or {}
+    margins = result.get("edge_margins") or last.get("edge_margins")
+    specs, warnings = None, result.get("warnings")
+    if margins:
+        try:
+            built = space()
+            specs = built.cell_specs()
+            genotype = result.get("genotype") or last.get("genotype")
+            if not result and genotype and isinstance(last.get("alphas"), dict):
+                warnings = warnings_for(built, built.parse_genotype(genotype), last["alphas"])
+        except (NasframeError, AttributeError):
+            pass  # e.g. the space's plugin is not installed here: edges are numbered
+    return summary_lines({"edge_margins": margins, "warnings": warnings}, specs)
