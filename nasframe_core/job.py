@@ -62,8 +62,13 @@ class Job:
         if name not in self.ctx.host.names("benchmark"):
             return None
         bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
-        return attach_for_dataset(self.space, bench, self.dataset_name(), explicit=bool(self.config.run.benchmark),
-                                  notes=self.ctx.runtime.setdefault("notices", []))
+        notes = self.ctx.runtime.setdefault("notices", [])
+        before = len(notes)
+        attached = attach_for_dataset(self.space, bench, self.dataset_name(), explicit=bool(self.config.run.benchmark),
+                                      notes=notes)
+        #: why a table from the environment was left out (the run's dataset is not in it), for the summary
+        self.benchmark_left_out = notes[-1] if len(notes) > before else None
+        return attached
 
     def benchmark_report(self, genotype) -> Optional[dict]:
         if self.benchmark is None:
