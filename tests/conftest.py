@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nasframe_core.hookspecs import hookimpl
+
 REPO = Path(__file__).resolve().parents[1]
 #: where the data-backed tests read real data (NB201 table, CIFAR-10 JPEG): the variable, or
 #: ../shared/data beside the repository
@@ -154,3 +156,15 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
     assert len(calls) == used
     for a, b in zip(native, aten):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class StopAt:
+    """A plugin that stops a run (as Ctrl-C does) when round or epoch ``round_`` starts."""
+
+    def __init__(self, round_: int):
+        self.round = round_
+
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == self.round:
+            raise KeyboardInterrupt

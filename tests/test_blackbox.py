@@ -23,6 +23,8 @@ from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.codec import NB201Genotype
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
 
+from conftest import StopAt
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "nasframe-toy-space"))
 from nasframe_toy_space import ToySearchSpace  # noqa: E402
@@ -378,16 +380,6 @@ def test_budget_admits_an_evaluation_only_within_the_seconds():
     budget = Budget(seconds=100.0)
     assert budget.admits(60.0, 40.0) and not budget.admits(60.0, 40.5)
     assert Budget(evaluations=3).admits(1e9, 1e9)
-
-
-class StopAt:
-    def __init__(self, round_):
-        self.round = round_
-
-    @hookimpl
-    def nasframe_epoch_start(self, run, epoch):
-        if epoch == self.round:
-            raise KeyboardInterrupt
 
 
 def wall_clock_free(history: list[dict]) -> list[dict]:

@@ -14,8 +14,9 @@ import pytest
 
 from nasframe_core.cli import main
 from nasframe_core.evaluation import TableEvaluator
-from nasframe_core.hookspecs import hookimpl
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+from conftest import StopAt
 
 REPO = Path(__file__).resolve().parents[1]
 #: what every history row of result.json records (the issue's names)
@@ -272,16 +273,6 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(budget))
 
 
-class _StopAtRound:
-    def __init__(self, round_):
-        self.round = round_
-
-    @hookimpl
-    def nasframe_epoch_start(self, run, epoch):
-        if epoch == self.round:
-            raise KeyboardInterrupt
-
-
 def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, nb201_csv):
     """Only the last line can be cut short (a kill mid-write); the resumed search drops it
     before it appends, so the journal stays readable for the next resume."""
@@ -302,7 +293,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
     full = execute(config(), make_plugin_manager(), out=tmp_path / "full", quiet=True)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        execute(config(), make_plugin_manager(plugins=[("stop", _StopAtRound(2))]), out=cut, quiet=True)
+        execute(config(), make_plugin_manager(plugins=[("stop", StopAt(2))]), out=cut, quiet=True)
     journal = cut / "journal.jsonl"
     with open(journal, "a") as f:
         f.write('{"tell": {"genotype": "|nor_conv_3x3~0|+|nor_c')
