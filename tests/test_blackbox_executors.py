@@ -117,10 +117,10 @@ def test_executor_choices_that_cannot_work_are_refused_in_one_line(tmp_path, nb2
 def _raise_for_avg_pool_first(monkeypatch, exc):
     original = NasBench201SearchSpace.simulate_train_eval
 
-    def simulate(self, genotype, dataset, rng):
+    def simulate(self, genotype, dataset, rng, fidelity=None):
         if genotype.ops[0] == "avg_pool_3x3":
             raise exc
-        return original(self, genotype, dataset, rng)
+        return original(self, genotype, dataset, rng, fidelity)
 
     monkeypatch.setattr(NasBench201SearchSpace, "simulate_train_eval", simulate)
 
@@ -154,7 +154,7 @@ def test_an_evaluator_that_raises_records_a_failed_evaluation_and_the_search_goe
 def test_a_search_whose_every_evaluation_fails_ends_with_one_line(tmp_path, nb201_csv, capsys, monkeypatch):
     from nasframe_core.errors import NasframeError
 
-    def simulate(self, genotype, dataset, rng):
+    def simulate(self, genotype, dataset, rng, fidelity=None):
         raise NasframeError(f"cannot build {genotype}")
 
     monkeypatch.setattr(NasBench201SearchSpace, "simulate_train_eval", simulate)
@@ -182,7 +182,7 @@ def score(self, genotype, index, fidelity=None):
     calls.write(f"{index}\\n")
     calls.flush()
     time.sleep(float(os.environ.get("NASFRAME_TEST_SLOW", "0")))
-    return original(self, genotype, index)
+    return original(self, genotype, index, fidelity)
 
 TableEvaluator.score = score
 from nasframe_core.cli import main
@@ -202,13 +202,17 @@ def _tells(journal: Path) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("executor,workers,kill_at", [("serial", 1, 15), ("simulated", 8, 15), ("serial", 1, 3)],
+ROUND = TableEvaluator.round_size  # table evaluations between checkpoints
+
+
+@pytest.mark.parametrize("executor,workers,kill_at", [("serial", 1, ROUND + 5), ("simulated", 8, ROUND + 5),
+                                                      ("serial", 1, 3)],
                          ids=["serial", "simulated-8", "serial-before-the-first-checkpoint"])
 def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluation_again(
         tmp_path, nb201_csv, capsys, monkeypatch, executor, workers, kill_at):
-    """SIGKILL once ``kill_at`` evaluations are told (a round, and its checkpoint, is 10), then
-    ``nasframe run --resume``."""
-    budget = 60
+    """SIGKILL once ``kill_at`` evaluations are told (after a round and its checkpoint, or
+    before the first), then ``nasframe run --resume``."""
+    budget = ROUND + 50
     flags = ["--executor", executor, "--workers", str(workers), "--seed", "4", "--set", f"optimizer.evaluations={budget}"]
     full = _run(capsys, tmp_path / "full", *flags, table=nb201_csv)  # uninterrupted, for comparison
     args = ["run", "--optimizer", "re", "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
@@ -235,8 +239,8 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     assert proc.returncode == -signal.SIGKILL
     told_before = [t["index"] for t in _tells(journal)]
     assert kill_at <= len(told_before) < budget  # killed mid-search
-    if kill_at < 10:  # nothing but the journal says what was done
-        assert len(told_before) < 10 and not (cut / "checkpoint.pt").exists()
+    if kill_at < ROUND:  # nothing but the journal says what was done
+        assert len(told_before) < ROUND and not (cut / "checkpoint.pt").exists()
     asked = [json.loads(line)["ask"] for line in journal.read_text().splitlines() if line.startswith('{"ask"')]
     in_flight = set(asked) - set(told_before)
     if workers > 1:
@@ -246,9 +250,9 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     resumed_scores: list[int] = []
     original = TableEvaluator.score
 
-    def counting(self, genotype, index):
+    def counting(self, genotype, index, fidelity=None):
         resumed_scores.append(index)
-        return original(self, genotype, index)
+        return original(self, genotype, index, fidelity)
 
     monkeypatch.setattr(TableEvaluator, "score", counting)
     assert main(["run", "--resume", str(cut), "--quiet"]) == 0
@@ -285,7 +289,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
     def config():
         cfg = Config()
         for k, v in {"optimizer.name": "re", "dataset.name": "cifar10", "run.benchmark": str(nb201_csv),
-                     "run.device": "cpu", "optimizer.evaluations": 35, "run.executor": "simulated",
+                     "run.device": "cpu", "optimizer.evaluations": ROUND + 35, "run.executor": "simulated",
                      "run.workers": 4}.items():
             cfg.set(k, v)
         return cfg
@@ -293,7 +297,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
     full = execute(config(), make_plugin_manager(), out=tmp_path / "full", quiet=True)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        execute(config(), make_plugin_manager(plugins=[("stop", StopAt(2))]), out=cut, quiet=True)
+        execute(config(), make_plugin_manager(plugins=[("stop", StopAt(1))]), out=cut, quiet=True)
     journal = cut / "journal.jsonl"
     with open(journal, "a") as f:
         f.write('{"tell": {"genotype": "|nor_conv_3x3~0|+|nor_c')
@@ -301,7 +305,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
                       resume=cut, quiet=True)
     assert resumed["history"] == full["history"]
     events = [json.loads(line) for line in journal.read_text().splitlines()]  # every line reads
-    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(35))
+    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(ROUND + 35))
     damaged = journal.read_text().splitlines()
     damaged[3] = damaged[3][:20]
     journal.write_text("\n".join(damaged) + "\n")
