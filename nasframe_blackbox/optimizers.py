@@ -32,7 +32,7 @@ class RegularizedEvolution(BlackBoxOptimizer):
     this is the asynchronous form: a child per free worker, the population updated on arrival
     (a failed evaluation joins nothing). The mutation is the space's ``random_neighbour``:
     by default a uniformly drawn kept edge; NB201's space draws a node, then one of its inputs,
-    as NB201's script (``benchmarks/blackbox_table.py`` runs this class on NB201's table).
+    as NB201's script (``examples/studies/nb201-table5.yaml`` runs this class on NB201's table).
 
     Warm-up (Abdelfattah et al., ICLR 2021): with ``warmup_proxy`` (e.g. ``synflow``) and
     ``warmup_sample`` (e.g. 3000), the initial population is the best ``population_size`` by

@@ -9,10 +9,13 @@ compiler: without one they skip with one line saying so, and fail where that var
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+
+from nasframe_core.hookspecs import hookimpl
 
 REPO = Path(__file__).resolve().parents[1]
 #: where the data-backed tests read real data (NB201 table, CIFAR-10 JPEG): the variable, or
@@ -154,3 +157,35 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
     assert len(calls) == used
     for a, b in zip(native, aten):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def nasframe_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``nasframe ARGS`` as :func:`nasframe_core.cli.main` in this process, seen as the command's
+    exit status and output, without NASFRAME_NB201 (as a test's subprocess runs it): a one-line
+    message needs no fresh interpreter."""
+    from nasframe_core.cli import main
+
+    capsys.readouterr()  # what earlier calls of the test printed is not this command's output
+    saved = os.environ.pop("NASFRAME_NB201", None)
+    try:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's errors leave through sys.exit, as in the console script
+            code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        if saved is not None:
+            os.environ["NASFRAME_NB201"] = saved
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["nasframe", *args], code, out, err)
+
+
+class StopAt:
+    """A plugin that stops a run (as Ctrl-C does) when round or epoch ``round_`` starts."""
+
+    def __init__(self, round_: int):
+        self.round = round_
+
+    @hookimpl
+    def nasframe_epoch_start(self, run, epoch):
+        if epoch == self.round:
+            raise KeyboardInterrupt

@@ -1,5 +1,6 @@
-"""The step-breakdown benchmark runs and accounts for every operation it timed, and the bytes
-of the memory-bound ones."""
+"""The benchmark scripts: the step breakdown runs and accounts for every operation it timed, and
+the bytes of the memory-bound ones; the Table 5 script prints what nasframe aggregate reports."""
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 from step_breakdown import MEMORY_BOUND, OpTimer, group_of, nbytes, streaming_bandwidth  # noqa: E402
+
+from conftest import nasframe_in_process  # noqa: E402
 
 
 def test_operations_fall_into_their_groups():
@@ -156,3 +159,43 @@ def test_native_step_alternates_the_kernels_on_and_off(native_kernels):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["native_s"] > 0 and out["aten_s"] > 0
     assert abs(out["native_over_aten"] - out["native_s"] / out["aten_s"]) < 1e-9
+
+
+TABLE5_ROW = re.compile(r"^\| (\S+) \| (\S+) \| (\d+) \| (\d+\.\d\d) ± (\d+\.\d\d) \| (\d+\.\d\d) ± \d+\.\d\d \| "
+                        r"([+-]\d+\.\d\d) \|$", re.M)
+
+
+def _aggregate(capsys, study_dir) -> dict:
+    proc = nasframe_in_process(capsys, "aggregate", str(study_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {(r["optimizer"], r["dataset"]): r for r in json.loads(proc.stdout)["rows"]}
+
+
+def test_the_table5_script_prints_nasframe_aggregate_of_its_study(tmp_path, nb201_csv, capsys):
+    out = tmp_path / "table5"
+    proc = subprocess.run([sys.executable, str(BENCH / "blackbox_table.py"), "--runs", "5", "--table", str(nb201_csv),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = TABLE5_ROW.findall(proc.stdout)
+    assert len(printed) == 9 and {(o, d) for o, d, *_ in printed} == {
+        (o, d) for o in ("re", "rs", "reinforce") for d in ("cifar10", "cifar100", "ImageNet16-120")}, proc.stdout
+    rows = _aggregate(capsys, out)
+    for optimizer, dataset, runs, mean, std, published, difference in printed:
+        test, pub = rows[(optimizer, dataset)]["test_accuracy"], rows[(optimizer, dataset)]["published"]
+        assert int(runs) == rows[(optimizer, dataset)]["runs"] == 5
+        assert (mean, std, published, difference) == (
+            f"{test['mean']:.2f}", f"{test['std']:.2f}", f"{pub['mean']:.2f}", f"{test['mean'] - pub['mean']:+.2f}")
+    assert re.search(r"^wall \d+\.\d s, CPU \d+\.\d s", proc.stdout, re.M), proc.stdout
+
+
+def test_the_table5_scripts_json_rows_are_nasframe_aggregates(tmp_path, nb201_csv, capsys):
+    import blackbox_table
+
+    out = tmp_path / "table5"
+    assert blackbox_table.main(["--runs", "2", "--seed", "7", "--table", str(nb201_csv), "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["wall_seconds"] > 0 and printed["cpu_seconds"] > 0
+    rows = _aggregate(capsys, out)
+    assert {(r["optimizer"], r["dataset"]): r for r in printed["rows"]} == rows
+    assert {r["runs"] for r in rows.values()} == {2}
+    assert sorted({p.name.rsplit("=", 1)[1] for p in out.glob("optimizer=*")}) == ["7", "8"]

@@ -1,9 +1,8 @@
 """Black-box search: the loop without data or networks, the spaces' random genotypes and
-neighbours, random search, regularized evolution, local search, resume and the table script."""
+neighbours, random search, regularized evolution, local search and resume."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +21,8 @@ from nasframe_core.plugins import make_plugin_manager
 from nasframe_spaces.darts.space import DartsSearchSpace
 from nasframe_spaces.nasbench201.codec import NB201Genotype
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+from conftest import StopAt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "nasframe-toy-space"))
@@ -380,16 +381,6 @@ def test_budget_admits_an_evaluation_only_within_the_seconds():
     assert Budget(evaluations=3).admits(1e9, 1e9)
 
 
-class StopAt:
-    def __init__(self, round_):
-        self.round = round_
-
-    @hookimpl
-    def nasframe_epoch_start(self, run, epoch):
-        if epoch == self.round:
-            raise KeyboardInterrupt
-
-
 def wall_clock_free(history: list[dict]) -> list[dict]:
     """A history without ``started`` and ``finished``: the serial executor's are wall-clock seconds."""
     return [{k: v for k, v in e.items() if k not in ("started", "finished")} for e in history]
@@ -439,32 +430,6 @@ def test_a_time_budget_with_a_table_without_times_is_refused(tmp_path, nb201_csv
                 out=tmp_path / "run", quiet=True)
 
 
-# ------------------------------------------------------------ the published table
-def _table_rows(nb201_csv, *extra):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "blackbox_table.py"), "--runs", "40", "--json",
-                           "--data", str(nb201_csv.parent), *extra], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
-    assert {(r["optimizer"], r["dataset"]) for r in rows} == {
-        (o, d) for o in ("REA", "RS") for d in ("cifar10", "cifar100", "ImageNet16-120")}
-    for r in rows:
-        assert {"optimizer", "dataset", "runs", "mean", "std", "published_mean", "published_std"} <= r.keys()
-        assert r["runs"] == 40 and r["std"] > 0
-    return {(r["optimizer"], r["dataset"]): r for r in rows}
-
-
-def test_small_reproduction_of_the_published_table(nb201_csv):
-    rows = _table_rows(nb201_csv)
-    for opt in ("REA", "RS"):
-        r = rows[(opt, "cifar10")]
-        assert abs(r["mean"] - r["published_mean"]) < 0.3, r
-    # ImageNet16-120 costs 6.068x cifar10-valid per cell in NATS-Bench's times: far fewer cells per run
-    assert rows[("RS", "ImageNet16-120")]["evaluations_per_run"] < rows[("RS", "cifar10")]["evaluations_per_run"] / 5
-    equal = _table_rows(nb201_csv, "--time-model", "equal")
-    for r in equal.values():
-        assert abs(r["mean"] - r["published_mean"]) < 0.8, r
-
-
 def test_the_documented_optimizer_plugin_runs(tmp_path, nb201_csv):
     import re
     import types
@@ -495,31 +460,3 @@ def test_nb201_neighbour_draws_a_node_then_one_of_its_inputs():
         assert abs(counts[k] - 1500) < 200, counts
     for k in (3, 4, 5):  # node 3's edges: a ninth each
         assert abs(counts[k] - 1000) < 200, counts
-
-
-def _table_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("blackbox_table", REPO / "benchmarks" / "blackbox_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("name", ["REA", "RS"])
-def test_the_table_script_runs_the_plugin_optimizer_as_nasframe_run_does(tmp_path, nb201_csv, name):
-    """At 200-epoch fidelity the script's array evaluator scores exactly as the space's table
-    evaluator and its loop is the driver's serial loop, so its runs are `nasframe run`'s runs:
-    the same seed gives the same evaluations and the same reported accuracy."""
-    from nasframe_spaces.nasbench201.simulate import NB201Arrays
-
-    script = _table_script()
-    land = script.Landscape(NB201Arrays(nb201_csv), None, "cifar10", 200)
-    for seed in (4, 10):
-        acc, n = script.run_search(name, NasBench201SearchSpace(), land, 60000, seed)
-        cfg = _config({"REA": "re", "RS": "rs"}[name], nb201_csv,
-                      **{"optimizer.time_budget": 60000, "run.seed": seed, "run.protocol": "per-dataset"})
-        result = execute(cfg, make_plugin_manager(), out=tmp_path / f"{name}{seed}", quiet=True)
-        assert result["spent_seconds"] <= 60000
-        assert n == result["evaluations"] > 15
-        assert acc == pytest.approx(result["test_statistics"], abs=1e-9)

@@ -14,8 +14,9 @@ import pytest
 
 from nasframe_core.cli import main
 from nasframe_core.evaluation import TableEvaluator
-from nasframe_core.hookspecs import hookimpl
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
+
+from conftest import StopAt
 
 REPO = Path(__file__).resolve().parents[1]
 #: what every history row of result.json records (the issue's names)
@@ -201,13 +202,17 @@ def _tells(journal: Path) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("executor,workers,kill_at", [("serial", 1, 15), ("simulated", 8, 15), ("serial", 1, 3)],
+ROUND = TableEvaluator.round_size  # table evaluations between checkpoints
+
+
+@pytest.mark.parametrize("executor,workers,kill_at", [("serial", 1, ROUND + 5), ("simulated", 8, ROUND + 5),
+                                                      ("serial", 1, 3)],
                          ids=["serial", "simulated-8", "serial-before-the-first-checkpoint"])
 def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluation_again(
         tmp_path, nb201_csv, capsys, monkeypatch, executor, workers, kill_at):
-    """SIGKILL once ``kill_at`` evaluations are told (a round, and its checkpoint, is 10), then
-    ``nasframe run --resume``."""
-    budget = 60
+    """SIGKILL once ``kill_at`` evaluations are told (after a round and its checkpoint, or
+    before the first), then ``nasframe run --resume``."""
+    budget = ROUND + 50
     flags = ["--executor", executor, "--workers", str(workers), "--seed", "4", "--set", f"optimizer.evaluations={budget}"]
     full = _run(capsys, tmp_path / "full", *flags, table=nb201_csv)  # uninterrupted, for comparison
     args = ["run", "--optimizer", "re", "--search-space", "nasbench201", "--benchmark", str(nb201_csv),
@@ -234,8 +239,8 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     assert proc.returncode == -signal.SIGKILL
     told_before = [t["index"] for t in _tells(journal)]
     assert kill_at <= len(told_before) < budget  # killed mid-search
-    if kill_at < 10:  # nothing but the journal says what was done
-        assert len(told_before) < 10 and not (cut / "checkpoint.pt").exists()
+    if kill_at < ROUND:  # nothing but the journal says what was done
+        assert len(told_before) < ROUND and not (cut / "checkpoint.pt").exists()
     asked = [json.loads(line)["ask"] for line in journal.read_text().splitlines() if line.startswith('{"ask"')]
     in_flight = set(asked) - set(told_before)
     if workers > 1:
@@ -272,20 +277,9 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(budget))
 
 
-class _StopAtRound:
-    def __init__(self, round_):
-        self.round = round_
-
-    @hookimpl
-    def nasframe_epoch_start(self, run, epoch):
-        if epoch == self.round:
-            raise KeyboardInterrupt
-
-
 def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, nb201_csv):
     """Only the last line can be cut short (a kill mid-write); the resumed search drops it
-    before it appends, so the journal stays readable for the next resume. (Table look-ups
-    checkpoint a round every 100 evaluations: the search stops at its third round.)"""
+    before it appends, so the journal stays readable for the next resume."""
     import yaml
 
     from nasframe_core.config import Config
@@ -295,7 +289,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
     def config():
         cfg = Config()
         for k, v in {"optimizer.name": "re", "dataset.name": "cifar10", "run.benchmark": str(nb201_csv),
-                     "run.device": "cpu", "optimizer.evaluations": 250, "run.executor": "simulated",
+                     "run.device": "cpu", "optimizer.evaluations": ROUND + 35, "run.executor": "simulated",
                      "run.workers": 4}.items():
             cfg.set(k, v)
         return cfg
@@ -303,7 +297,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
     full = execute(config(), make_plugin_manager(), out=tmp_path / "full", quiet=True)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        execute(config(), make_plugin_manager(plugins=[("stop", _StopAtRound(2))]), out=cut, quiet=True)
+        execute(config(), make_plugin_manager(plugins=[("stop", StopAt(1))]), out=cut, quiet=True)
     journal = cut / "journal.jsonl"
     with open(journal, "a") as f:
         f.write('{"tell": {"genotype": "|nor_conv_3x3~0|+|nor_c')
@@ -311,7 +305,7 @@ def test_a_journal_line_cut_short_is_dropped_when_the_search_resumes(tmp_path, n
                       resume=cut, quiet=True)
     assert resumed["history"] == full["history"]
     events = [json.loads(line) for line in journal.read_text().splitlines()]  # every line reads
-    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(250))
+    assert sorted(e["tell"]["index"] for e in events if "tell" in e) == list(range(ROUND + 35))
     damaged = journal.read_text().splitlines()
     damaged[3] = damaged[3][:20]
     journal.write_text("\n".join(damaged) + "\n")

@@ -21,6 +21,8 @@ from nasframe_core.hookspecs import hookimpl
 from nasframe_core.plugins import make_plugin_manager
 from nasframe_core.rundir import RunDir
 
+from conftest import nasframe_in_process
+
 BASE = ["--set", "search_space.C=4", "--set", "search_space.N=1", "--batch-size", "8", "--device", "cpu", "--quiet"]
 TINY = ["--dataset", "synthetic", "--set", "dataset.n_train=64", "--set", "dataset.n_test=16",
         "--set", "dataset.image_size=8", *BASE]
@@ -31,23 +33,6 @@ def nasframe(*args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "nasframe_core.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
-
-
-def nasframe_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
-    """`main()` called in this process, seen as the command's exit status and output (without
-    NASFRAME_NB201, as `nasframe()` runs it): a one-line message needs no fresh interpreter."""
-    capsys.readouterr()  # what earlier calls of the test printed is not this command's output
-    saved = os.environ.pop("NASFRAME_NB201", None)
-    try:
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's errors leave through sys.exit, as in the console script
-            code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        if saved is not None:
-            os.environ["NASFRAME_NB201"] = saved
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["nasframe", *args], code, out, err)
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:

@@ -14,6 +14,8 @@ from nasframe_core.hookspecs import hookimpl
 from nasframe_core.plugins import make_plugin_manager
 from nasframe_spaces.darts.genotype import DARTS_V2
 
+from conftest import nasframe_in_process
+
 DATA = ["--dataset", "synthetic", "--set", "dataset.n_train=48", "--set", "dataset.n_test=16",
         "--set", "dataset.image_size=8", "--device", "cpu", "--quiet"]
 DARTS_SMALL = ["--search-space", "darts", "--set", "search_space.C=4", "--set", "search_space.layers=3"]
@@ -23,23 +25,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "NASFRAME_NB201"}
     return subprocess.run([sys.executable, "-m", "nasframe_core.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300)
-
-
-def cli_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
-    """`main()` called in this process, seen as `cli()` sees the command (exit status, output,
-    no NASFRAME_NB201): a one-line message needs no fresh interpreter."""
-    capsys.readouterr()
-    saved = os.environ.pop("NASFRAME_NB201", None)
-    try:
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's errors leave through sys.exit
-            code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        if saved is not None:
-            os.environ["NASFRAME_NB201"] = saved
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["nasframe", *args], code, out, err)
 
 
 def test_darts_recipe_is_the_default_and_overridable():
@@ -133,7 +118,7 @@ def test_training_resumes_exactly(tmp_path):
     ],
 )
 def test_bad_genotype_is_one_line(tmp_path, capsys, genotype, needle):
-    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "t"))
+    proc = nasframe_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "t"))
     assert proc.returncode != 0
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr
@@ -141,11 +126,11 @@ def test_bad_genotype_is_one_line(tmp_path, capsys, genotype, needle):
 
 
 def test_train_needs_a_genotype(tmp_path, capsys):
-    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
+    proc = nasframe_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "required: --genotype" in proc.stderr
     config = tmp_path / "c.yaml"  # a config file may hold the genotype; this one does not
     config.write_text("run: {epochs: 1}\n")
-    proc = cli_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
+    proc = nasframe_in_process(capsys, "train", *DARTS_SMALL, *DATA, "--config", str(config), "--out", str(tmp_path / "t"))
     assert proc.returncode != 0 and "needs --genotype" in proc.stderr
     assert not (tmp_path / "t").exists()
 
@@ -170,7 +155,7 @@ def test_space_of_the_recipe_comes_from_set_or_from_the_genotype_source(tmp_path
     (run_dir / "result.json").write_text(json.dumps({"genotype": str(DARTS_V2), "search_space": "darts"}))
     cfg = config_from_args(host, build_parser(host).parse_args(["train", "--genotype", str(run_dir)]), "train")
     assert cfg.search_space.name == "darts" and cfg.train.auxiliary_weight == 0.4
-    proc = cli_in_process(capsys, "train", "--search-space", "nasbench201", "--genotype", str(run_dir),
+    proc = nasframe_in_process(capsys, "train", "--search-space", "nasbench201", "--genotype", str(run_dir),
                           "--out", str(tmp_path / "t"))
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and "comes from a 'darts' search" in lines[0]

@@ -6,7 +6,7 @@ simulated-seconds budget; the reported number is the chosen cell's test accuracy
 holds that data as numpy arrays indexed by benchmark row (architecture index), read once from
 the merged CSV (``nb201_200ep.csv``) and, for the 12-epoch proxy, ``nb201_12ep_minibench.csv``.
 
-What the files support, and the approximations (also stated by ``benchmarks/blackbox_table.py``):
+What the files support, and the approximations (also stated in docs/blackbox.md):
 
 - per-seed validation accuracies and the 200-epoch training time exist for ``cifar10-valid``
   only (the search signal NB201 uses for CIFAR-10);
