@@ -12,6 +12,7 @@ command-line flags, then ``--set key=value``. Keys are ``section.name``:
 """
 from __future__ import annotations
 
+import functools
 import json
 import typing
 from pathlib import Path
@@ -273,14 +274,19 @@ def _jsonable(value: Any) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict:
+    """The resolved field types of a config section (resolving them compiles every annotation)."""
+    return typing.get_type_hints(cls)
+
+
 def _set_attr(obj: Any, cls: type, name: str, value: Any, section: str) -> None:
     fields = attrs.fields_dict(cls)
     if name not in fields:
         raise NasframeError(
             f"unknown config key '{section}.{name}'; known {section} keys: {', '.join(sorted(fields))}"
         )
-    hints = typing.get_type_hints(cls)
-    converted = _convert(value, hints[name], f"{section}.{name}")
+    converted = _convert(value, _type_hints(cls)[name], f"{section}.{name}")
     from .domains import check_value
 
     label = f"--{name.replace('_', '-')}" if section == "run" and name in _RUN_FLAGS else f"config key '{section}.{name}'"

@@ -187,11 +187,12 @@ def point_argv(config_file: Path, values: dict, out: Optional[Path] = None) -> l
     return argv + ["--quiet"]
 
 
-def point_config(host, config_file: Path, values: dict):
-    """The resolved configuration of one point, exactly as ``nasframe run`` would build it."""
+def point_config(host, config_file: Path, values: dict, parser=None):
+    """The resolved configuration of one point, exactly as ``nasframe run`` would build it
+    (``parser``: the command's parser, built once for a whole study)."""
     from .parser import build_parser, config_from_args
 
-    args = build_parser(host).parse_args(point_argv(config_file, values))
+    args = (parser or build_parser(host)).parse_args(point_argv(config_file, values))
     return config_from_args(host, args, "run")
 
 
@@ -289,9 +290,12 @@ def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", 
     # every point checked before any starts: a typo fails at once, in one line
     configs = {}
     built: set = set()
+    from .parser import build_parser
+
+    parser = build_parser(host)
     for name, values in study.points:
         try:
-            cfg = configs[name] = point_config(host, config_file, values)
+            cfg = configs[name] = point_config(host, config_file, values, parser)
             # the plugins' own checks of their settings (constructors build nothing heavy)
             for kind in ("optimizer", "search_space", "dataset"):
                 choice = getattr(cfg, kind)
