@@ -84,10 +84,12 @@ def parse_genotype_argument(host, space, source: str):
     text = read_genotype_text(source)
     try:
         return parse_in_space(host, space, text)
+    except WrongSpace:
+        raise
     except NasframeError:
         if text == source.strip() and _looks_like_path(text):
             raise NasframeError(
-                f"--genotype {source}: no such run directory or file, nor a genotype of the {space.name!r} space; "
+                f"--genotype {source}: no such run directory or file, nor a genotype string of an installed space; "
                 f"pass a finished run directory, a genotype file, or the genotype string"
             ) from None
         raise
@@ -136,6 +138,10 @@ def run_dataset(source: str) -> Optional[dict[str, Any]]:
     return out
 
 
+class WrongSpace(NasframeError):
+    """A genotype of another installed space than the one asked for."""
+
+
 def parse_in_space(host, space, text: str):
     """``text`` parsed as a genotype of ``space``; when it is not one but parses in another
     installed space, the error says which ``--search-space`` to add."""
@@ -154,5 +160,5 @@ def parse_in_space(host, space, text: str):
         if not fits:
             raise
         flags = " or ".join(f"--search-space {n}" for n in fits)
-        raise NasframeError(f"the genotype is not a genotype of the {space.name!r} space but of the {fits[0]!r} "
+        raise WrongSpace(f"the genotype is not a genotype of the {space.name!r} space but of the {fits[0]!r} "
                             f"space: add {flags}") from None

@@ -42,14 +42,11 @@ class TrainJob(DataJob):
         """``genotype``: the architecture to train, given as a genotype object (a black-box
         search's training evaluation); else ``config.genotype`` (a run directory, a file or
         the string) is read."""
+        self._given_genotype = genotype
         super().__init__(ctx)
+        if not hasattr(self, "genotype"):  # a subclass that makes its dataset otherwise
+            self._resolve_genotype()
         cfg = self.config
-        if genotype is not None:
-            self.genotype = genotype
-        elif not cfg.genotype:
-            raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
-        else:
-            self.genotype = parse_genotype_argument(ctx.host, self.space, cfg.genotype)
         final = getattr(self.space, "final_network", None)
         if final is not None:
             model = final(self.genotype, num_classes=self.info.num_classes, in_channels=self.info.in_channels)
@@ -77,6 +74,18 @@ class TrainJob(DataJob):
         if run.steps_per_epoch:
             self._steps = min(self._steps, run.steps_per_epoch)
         self.params = count_parameters(self.model)
+
+    def _resolve_genotype(self) -> None:
+        if self._given_genotype is not None:
+            self.genotype = self._given_genotype
+        elif not self.config.genotype:
+            raise NasframeError("nasframe train needs --genotype RUN_DIR|FILE|STRING")
+        else:
+            self.genotype = parse_genotype_argument(self.ctx.host, self.space, self.config.genotype)
+
+    def _make_dataset(self):
+        self._resolve_genotype()  # a bad --genotype fails before any data is loaded or downloaded
+        return super()._make_dataset()
 
     def describe(self) -> str:
         c = self.config

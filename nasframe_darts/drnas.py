@@ -67,6 +67,9 @@ class DrNASOptimizer(OneShotOptimizer):
             raise NasframeError("progressive_k and progressive_keep must be at least 1")
         if self.progressive_k:
             self.k = self.progressive_k[0]
+        if self.progressive_keep and not isinstance(self.sampler, Dirichlet):
+            raise NasframeError(f"{self.method_label}: the progressive scheme prunes through the Dirichlet sampler's "
+                                f"masks; this method samples with {type(self.sampler).__name__}")
         self.stage = 0
 
     def adapt_search_space(self, search_space, dataset, scope=None, **kwargs):

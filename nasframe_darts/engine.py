@@ -92,8 +92,8 @@ class RandomStreams:
         self.generator = torch.Generator()
         self.reseed()
 
-    #: a checkpoint written before every method saved its generator resumes without one
-    checkpoint_optional = True
+    #: whether a checkpoint may lack it (the engine sets it: true where no part draws)
+    checkpoint_optional = False
 
     def reseed(self) -> None:
         self.generator.manual_seed((torch.initial_seed() + 7919 * (self.offset + 1)) % (2**63))
@@ -162,21 +162,31 @@ class OneShotOptimizer(MetaOptimizer):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.sampler.single_op and (cls.weight_factors or any(getattr(p, "needs_aux_skip", False)
+                                                                  for p in cls.parts())):
+            raise NasframeError(f"{cls.__name__}: {type(cls.sampler).__name__} runs one sampled op per edge, so "
+                                f"weight factors and an auxiliary skip cannot act on its weights; drop them")
+        # the class's own declarations, kept apart from what the parts bring
+        cls._declared = {attr: dict(cls.__dict__.get(attr, {}))
+                         for attr in ("defaults", "settings_domain", "settings_help")}
         merged: dict[str, Any] = dict(BASE_DEFAULTS)
-        domains: dict[str, Any] = {}
-        helps: dict[str, str] = {}
+        domains: dict[str, Any] = dict(OneShotOptimizer.settings_domain)
+        helps: dict[str, str] = dict(OneShotOptimizer.settings_help)
         for part in cls.parts():
             merged.update(part.defaults)
             domains.update(part.settings_domain)
             helps.update(part.settings_help)
-        for klass in reversed(cls.__mro__):
-            if issubclass(klass, OneShotOptimizer) and klass is not OneShotOptimizer:
-                merged.update(klass.__dict__.get("defaults", {}))
+        for klass in reversed(cls.__mro__):  # then the classes, a subclass over its bases
+            declared = klass.__dict__.get("_declared")
+            if declared is not None:
+                merged.update(declared["defaults"])
+                domains.update(declared["settings_domain"])
+                helps.update(declared["settings_help"])
         cls.all_defaults = merged
         if "extra_settings" not in cls.__dict__:
             cls.extra_settings = dict(merged)
-        cls.settings_domain = {**domains, **cls.__dict__.get("settings_domain", {})}
-        cls.settings_help = {**helps, **cls.__dict__.get("settings_help", {})}
+        cls.settings_domain = domains
+        cls.settings_help = helps
 
     @classmethod
     def parts(cls) -> list:
@@ -231,6 +241,9 @@ class OneShotOptimizer(MetaOptimizer):
         self.rng = RandomStreams()
         if self.method_label is None:
             self.method_label = type(self).__name__
+        # a checkpoint without the generator (written before every method saved one) resumes
+        # only where no part draws: for a method that draws it is another setup's
+        self.rng.checkpoint_optional = not self.stochastic
         for part in self.parts():
             part.setup(self)
         for part in self.parts():
@@ -322,7 +335,7 @@ class OneShotOptimizer(MetaOptimizer):
         if self.aux_skip_op_needed():
             missing = [n for n, s in specs.items() if self.aux_skip_op not in s.ops]
             if missing:
-                raise NasframeError(f"{type(self).__name__} adds an auxiliary {self.aux_skip_op!r} but cell type "
+                raise NasframeError(f"{self.method_label} adds an auxiliary {self.aux_skip_op!r} but cell type "
                                     f"{missing[0]!r} has no such op; set optimizer.aux_skip_op to one of "
                                     f"{', '.join(specs[missing[0]].ops)}")
             self._aux_columns = {n: s.ops.index(self.aux_skip_op) for n, s in specs.items()}
@@ -347,7 +360,10 @@ class OneShotOptimizer(MetaOptimizer):
         return any(getattr(part, "needs_aux_skip", False) for part in self.parts())
 
     def _forward_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
-        w = self.sample_op_weights(name, alpha)
+        return self._with_aux_skip(name, self.sample_op_weights(name, alpha))
+
+    def _with_aux_skip(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """``w`` with the auxiliary skip's weight added to its column (DARTS-)."""
         if self.aux_skip_weight and name in self._aux_columns:
             col = self._aux_columns[name]
             w = w + self.aux_skip_weight * F.one_hot(torch.tensor(col, device=w.device), w.shape[-1]).to(w.dtype)
@@ -490,6 +506,8 @@ class OneShotOptimizer(MetaOptimizer):
 
         # weight step: only weight gradients
         override = self.weight_step_weights(x_train, y_train)
+        if override is not None and self.aux_skip_weight:  # a perturbed weight step keeps the auxiliary skip
+            override = {n: self._with_aux_skip(n, w) for n, w in override.items()}
         with frozen(alphas):
             logits_train, loss_train = self._loss(x_train, y_train, override)
             grads = torch.autograd.grad(loss_train, weights, allow_unused=True)

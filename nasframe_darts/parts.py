@@ -107,6 +107,11 @@ class Sampler(Part):
     def expected(self, opt, name: str, alpha: torch.Tensor) -> torch.Tensor:
         return F.softmax(alpha, dim=-1)
 
+    def project(self, opt, name: str, weights: torch.Tensor) -> torch.Tensor:
+        """Perturbed weights brought back to what this sampler gives: onto the simplex (rows
+        sum to one), or into [0, 1] for independent weights."""
+        return project_rows_to_simplex(weights) if self.simplex else weights.clamp(0, 1)
+
 
 Softmax = Sampler
 
@@ -186,6 +191,9 @@ class Dirichlet(Sampler):
         c = dirichlet_concentration(alpha)
         return masked(c / c.sum(dim=-1, keepdim=True), self._mask(opt, name, c))
 
+    def project(self, opt, name, weights):
+        return masked(super().project(opt, name, weights), self._mask(opt, name, weights))  # masked ops stay at 0
+
 
 # ======================================================================= edges
 class MixedEdges(Part):
@@ -229,8 +237,7 @@ class PartialEdges(MixedEdges):
         self.setting, self.whole_is_mixed = setting, whole_is_mixed
         self.defaults = {setting: default}
         self.settings_domain = {setting: COUNT}
-        self.settings_help = {setting: "edges run on 1/k of the channels" + (" (1: all, the fused path)"
-                                                                            if whole_is_mixed else "")}
+        self.settings_help = {setting: "edges run on 1/k of the channels (1: all of them)"}
 
     def setup(self, opt):
         opt.k = int(getattr(opt, self.setting))
@@ -301,43 +308,55 @@ class Perturbation(Part):
     def update_schedules(self, opt, epoch):
         opt.epsilon = opt.epsilon_min + (opt.epsilon_max - opt.epsilon_min) * opt.progress(epoch, inclusive=False)
 
-    def _project(self, opt, w):
-        return project_rows_to_simplex(w) if opt.sampler.simplex else w.clamp(0, 1)
-
     def weights(self, opt, x, y) -> dict[str, torch.Tensor]:
+        """The perturbed op weights of every cell type: the sampler's expected weights moved and
+        projected back by the sampler, then times the method's ``weight_factors``."""
         graph = opt._require_graph()
-        clean = opt.discretization_weights()
-        eps = opt.epsilon
         scoped = list(graph.alphas)
+        with torch.no_grad():
+            clean = {n: F.softmax(graph.alpha(n), dim=-1) for n in graph.cell_types}  # outside the scope: uniform
+            clean.update({n: opt.sampler.expected(opt, n, graph.alphas[n]) for n in scoped})
+        eps = opt.epsilon
         with torch.no_grad():
             noisy = dict(clean)
             for n in scoped:
                 noise = uniform(clean[n].shape, -eps, eps, opt.rng.generator).to(clean[n].device, clean[n].dtype)
-                noisy[n] = self._project(opt, clean[n] + noise)
+                noisy[n] = opt.sampler.project(opt, n, clean[n] + noise)
         if opt.attack == "random" or not scoped:
-            return noisy
+            return self._factored(opt, noisy, scoped)
         training = graph.training
         graph.eval()
         try:
-            return self._pgd(opt, x, y, clean, dict(noisy), scoped, eps)
+            return self._factored(opt, self._pgd(opt, x, y, clean, dict(noisy), scoped, eps), scoped)
         finally:
             graph.train(training)
 
+    @staticmethod
+    def _factored(opt, weights, scoped):
+        if not opt.weight_factors:
+            return weights
+        out = dict(weights)
+        with torch.no_grad():
+            for n in scoped:
+                for factor in opt.weight_factors:
+                    out[n] = factor.apply(opt, n, out[n])
+        return out
+
     def _pgd(self, opt, x, y, clean, current, scoped, eps):
         step = 2 * eps / opt.attack_steps
+        loss = lambda w: opt._loss(x, y, self._factored(opt, w, scoped))[1]  # noqa: E731
         with frozen(list(opt.graph.parameters())):
             with torch.no_grad():
-                loss_before = opt._loss(x, y, clean)[1]
+                loss_before = loss(clean)
             for _ in range(opt.attack_steps):
                 leaves = {n: current[n].detach().requires_grad_(True) for n in scoped}
-                loss = opt._loss(x, y, {**current, **leaves})[1]
-                grads = torch.autograd.grad(loss, [leaves[n] for n in scoped])
+                grads = torch.autograd.grad(loss({**current, **leaves}), [leaves[n] for n in scoped])
                 with torch.no_grad():
                     for n, g in zip(scoped, grads):
                         moved = leaves[n] + step * g.sign()
-                        current[n] = self._project(opt, clean[n] + (moved - clean[n]).clamp(-eps, eps))
+                        current[n] = opt.sampler.project(opt, n, clean[n] + (moved - clean[n]).clamp(-eps, eps))
             with torch.no_grad():
-                loss_after = opt._loss(x, y, current)[1]
+                loss_after = loss(current)
         return current if float(loss_after) >= float(loss_before) else clean
 
 
@@ -484,7 +503,8 @@ class Discretizer(Part):
 class ThresholdParse(Discretizer):
     """FairDARTS's ``threshold_sparse`` parse: the edges DARTS keeps, and a kept edge whose
     strongest weight is under ``threshold`` becomes the space's zero op (``threshold=0``: the
-    DARTS parse)."""
+    DARTS parse). The threshold is on independent (sigmoid) weights: beside a softmax sampler,
+    whose weights are at most 1/ops on an undecided edge, 0.85 drops nearly every edge."""
 
     defaults = {"threshold": 0.85}
     settings_domain = {"threshold": PROBABILITY}
@@ -510,12 +530,27 @@ def compose(name: str, base: Optional[type] = None, *, defaults: Optional[dict] 
     tuples replace the base's: pass ``base.regularizers + (BetaDecay(),)`` to add one."""
     from .engine import OneShotOptimizer, PART_SLOTS
 
+    import sys
+
     base = base or OneShotOptimizer
     unknown = sorted(set(parts) - set(PART_SLOTS))
     if unknown:
         raise NasframeError(f"compose() got {unknown[0]!r}; the parts are: {', '.join(PART_SLOTS)}")
-    body: dict[str, Any] = {k: (tuple(v) if PART_SLOTS[k] is tuple else v) for k, v in parts.items()}
+    body: dict[str, Any] = {}
+    for slot, value in parts.items():
+        if PART_SLOTS[slot] is tuple:
+            value = (value,) if isinstance(value, Part) else tuple(value)
+            items = value
+        else:
+            items = () if value is None and slot == "perturbation" else (value,)
+        for item in items:
+            if not isinstance(item, Part):
+                what = f"the class {item.__name__}" if isinstance(item, type) else f"a {type(item).__name__}"
+                raise NasframeError(f"compose() {slot}= needs part instances (e.g. BetaDecay()), got {what}")
+        body[slot] = value
     body["defaults"] = dict(defaults or {})
+    body["method_label"] = name
     body["__doc__"] = doc or f"{name}: {base.__name__} with " + ", ".join(f"{k}={v!r}" for k, v in parts.items())
-    body["__module__"] = __name__
+    body["__module__"] = sys._getframe(1).f_globals.get("__name__", __name__)  # where it is made, for pickle
+    body["__qualname__"] = name
     return type(name, (base,), body)

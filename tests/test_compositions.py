@@ -163,3 +163,68 @@ def test_a_checkpoint_written_without_the_generator_still_resumes():
     del saved["model"]
     with pytest.raises(NasframeError, match="lacks 'model'"):
         restore(resumed.get_checkpointables(), saved, Path("ckpt"))
+
+
+# ------------------------------------------------------------- parts that meet in a composition
+def test_a_perturbed_weight_step_keeps_edge_normalisation_masks_and_the_auxiliary_skip():
+    from nasframe_darts import DARTSMinusOptimizer
+
+    pc = build(compose("SmoothPC", base=PCDARTSOptimizer, perturbation=Perturbation()), k=1)
+    x, y = batches(1)[0][0]
+    scale = pc.edge_weights("cell")
+    torch.testing.assert_close(pc.weight_step_weights(x, y)["cell"].sum(-1), scale)  # rows sum to beta_j, not 1
+
+    dr = build(compose("SmoothDrNAS", base=DrNASOptimizer, perturbation=Perturbation()), none_op=False)
+    none = dr.graph.specs["cell"].ops.index("none")
+    assert torch.all(dr.weight_step_weights(x, y)["cell"][:, none] == 0)  # a masked op stays out
+
+    minus = build(compose("SmoothMinus", base=DARTSMinusOptimizer, perturbation=Perturbation()))
+    seen = []
+    original = minus._loss
+    minus._loss = lambda x, y, weights=None: (seen.append(weights), original(x, y, weights))[1]
+    minus.step(*batches(1)[0])
+    skip = minus.graph.specs["cell"].ops.index("skip_connect")
+    weight_step = seen[-1]["cell"]
+    assert minus.aux_skip_weight == 1.0 and bool((weight_step[:, skip] >= 1.0).all())  # beta added to the skip
+
+
+def test_compositions_that_cannot_work_are_refused_and_the_arguments_checked():
+    from nasframe_darts import GDASOptimizer
+
+    with pytest.raises(NasframeError, match="runs one sampled op per edge.*weight factors"):
+        compose("GumbelPC", base=GDASOptimizer, weight_factors=(EdgeNormalisation(),))
+    with pytest.raises(NasframeError, match="needs part instances.*the class BetaDecay"):
+        compose("X", regularizers=(BetaDecay,))
+    one = compose("OneTerm", regularizers=BetaDecay())  # a single part for a list of them
+    assert [type(r) for r in one.regularizers] == [BetaDecay] and one.method_label == "OneTerm"
+    with pytest.raises(NasframeError, match="progressive scheme prunes through the Dirichlet sampler"):
+        compose("SoftProgressive", base=DrNASOptimizer, sampler=Sampler())(progressive_k=[2, 1],
+                                                                         progressive_keep=[3, 2])
+
+
+Pickled = compose("Pickled", base=BetaDARTSOptimizer, regularizers=(BetaDecay(), ZeroOneLoss()))
+
+
+def test_a_composed_class_made_in_a_module_pickles_and_keeps_the_settings_its_bases_declare():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(Pickled)) is Pickled and Pickled.__module__ == __name__
+    from nasframe_core.domains import at_least, settings_domain, settings_help
+
+    class NarrowPC(PCDARTSOptimizer):
+        settings_domain = {"k": at_least(2)}
+        settings_help = {"k": "the fraction of channels, at least 2 here"}
+
+    child = compose("NarrowPCChild", base=NarrowPC)
+    assert str(settings_domain(child)["k"]) == str(at_least(2))
+    assert settings_help(child)["k"] == "the fraction of channels, at least 2 here"
+
+
+def test_a_drawing_method_s_checkpoint_without_its_generator_is_refused():
+    from nasframe_darts import GDASOptimizer
+
+    opt = build(GDASOptimizer)
+    saved = snapshot(opt)
+    del saved["random_streams"]
+    with pytest.raises(NasframeError, match="lacks 'random_streams'"):
+        restore(build(GDASOptimizer).get_checkpointables(), saved, Path("ckpt"))

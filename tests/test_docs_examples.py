@@ -259,5 +259,9 @@ def test_a_genotype_string_with_a_slash_is_a_genotype_not_a_path(tiny, tmp_path)
     result = execute(cfg, host, out=tmp_path / "train", quiet=True)
     assert result["genotype"] == cfg.genotype
     cfg.genotype = str(tmp_path / "no" / "such" / "run")
-    with pytest.raises(NasframeError, match="no such run directory or file, nor a genotype of the 'slash' space"):
+    with pytest.raises(NasframeError, match="no such run directory or file, nor a genotype string of an installed"):
         execute(cfg, host, out=tmp_path / "train2", quiet=True)
+    # a '/' string of another installed space: the hint names the space, not a missing file
+    cfg.genotype, cfg.search_space.name = "0-1:conv_3x3/0-2:skip_connect/1-2:avg_pool_3x3", "tiny"
+    with pytest.raises(NasframeError, match="but of the 'slash' space: add --search-space slash"):
+        execute(cfg, host, out=tmp_path / "train3", quiet=True)

@@ -55,7 +55,10 @@ def dataset_info(dataset: Any, host: Any = None) -> DatasetInfo:
             ) from None
         info = getattr(reg.factory, "info", None)
         if not isinstance(info, DatasetInfo):
-            info = getattr(reg.factory(), "info", None)
+            try:
+                info = getattr(reg.factory(), "info", None)
+            except Exception:  # noqa: BLE001 - a factory that needs settings: said below
+                info = None
         if isinstance(info, DatasetInfo):
             return info
         raise NasframeError(f"dataset {dataset!r} tells its classes and channels only once loaded; "
