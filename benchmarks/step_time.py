@@ -32,7 +32,7 @@ import time
 import torch
 
 import nasframe_cpu
-from nasframe_core.data import dataset_info
+from nasframe_core.datasets import dataset_info
 from nasframe_darts import FAMILY
 
 

@@ -481,7 +481,7 @@ def make_scorer(host, space: "SearchSpace", names: Sequence[str], *, dataset: st
                 device: torch.device = torch.device("cpu")) -> Scorer:
     """A :class:`Scorer` for the named proxies; the dataset is loaded only when one of them
     reads a batch."""
-    from .data import dataset_info
+    from .datasets import dataset_info
 
     proxies = {n: host.create("proxy", n) for n in names}
     source = dataset_source(host, dataset, dataset_settings, data_dir)

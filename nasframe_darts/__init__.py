@@ -12,7 +12,7 @@ import importlib
 from .family import METHODS
 
 _CLASSES = {path.partition(":")[2]: path for path, _ in METHODS.values()}
-_ENGINE = ("OneShotOptimizer", "RandomStreams")
+_ENGINE = ("OneShotOptimizer", "RandomStreams", "compose")
 
 __all__ = ["FAMILY", *_ENGINE, *sorted(_CLASSES)]
 

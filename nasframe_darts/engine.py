@@ -10,7 +10,7 @@ A method is a composition of parts (:mod:`nasframe_darts.parts`), named as class
 ``sampler`` (how alphas become op weights), ``edges`` (what runs per edge), ``weight_factors``
 (PC-DARTS's edge normalisation), ``perturbation`` (SDARTS), ``regularizers`` (summed),
 ``schedules`` and ``discretizer``. Each method of the family is a short preset of them, and
-:func:`~nasframe_darts.parts.compose` makes new ones (DrNAS on PC-DARTS's partial channels,
+:func:`compose` makes new ones (DrNAS on PC-DARTS's partial channels,
 β-DARTS's regularizer beside FairDARTS's). The methods below ask the parts; a subclass may still
 override any of them:
 
@@ -47,7 +47,7 @@ from torch.nn.modules.loss import _Loss
 
 from nasframe_core import distributed
 from nasframe_core.cells import discrete_cell_factory
-from nasframe_core.data import dataset_info
+from nasframe_core.datasets import dataset_info
 from nasframe_core.domains import NON_NEGATIVE, POSITIVE, PROBABILITY
 from nasframe_core.errors import NasframeError
 from nasframe_core.optimizer import MetaOptimizer
@@ -624,6 +624,38 @@ class OneShotOptimizer(MetaOptimizer):
         if len(graph.extra):
             out["extra_arch_parameters"] = {k: v.detach().cpu().tolist() for k, v in graph.extra.items()}
         return out
+
+
+def compose(name: str, base: Optional[type] = None, *, defaults: Optional[dict] = None, doc: str = "",
+            **parts: Any) -> type:
+    """A new method class: ``base`` (the engine by default) with the named parts replaced
+    (``sampler=``, ``edges=``, ``weight_factors=``, ``perturbation=``, ``regularizers=``,
+    ``schedules=``, ``discretizer=``) and ``defaults`` changed. ``regularizers`` and the other
+    tuples replace the base's: pass ``base.regularizers + (BetaDecay(),)`` to add one."""
+    import sys
+
+    base = base or OneShotOptimizer
+    unknown = sorted(set(parts) - set(PART_SLOTS))
+    if unknown:
+        raise NasframeError(f"compose() got {unknown[0]!r}; the parts are: {', '.join(PART_SLOTS)}")
+    body: dict[str, Any] = {}
+    for slot, value in parts.items():
+        if PART_SLOTS[slot] is tuple:
+            value = (value,) if isinstance(value, P.Part) else tuple(value)
+            items = value
+        else:
+            items = () if value is None and slot == "perturbation" else (value,)
+        for item in items:
+            if not isinstance(item, P.Part):
+                what = f"the class {item.__name__}" if isinstance(item, type) else f"a {type(item).__name__}"
+                raise NasframeError(f"compose() {slot}= needs part instances (e.g. BetaDecay()), got {what}")
+        body[slot] = value
+    body["defaults"] = dict(defaults or {})
+    body["method_label"] = name
+    body["__doc__"] = doc or f"{name}: {base.__name__} with " + ", ".join(f"{k}={v!r}" for k, v in parts.items())
+    body["__module__"] = sys._getframe(1).f_globals.get("__name__", __name__)  # where it is made, for pickle
+    body["__qualname__"] = name
+    return type(name, (base,), body)
 
 
 def _format_matrix(w: torch.Tensor) -> str:

@@ -21,7 +21,7 @@ become the method's settings) and keeps its state on the optimizer (``opt.tau``,
 ``opt.beta_weight``), which the checkpoint and the schedules' recomputation from the epoch
 cover. Every random draw comes from ``opt.rng.generator``, the optimizer's seeded generator,
 which is checkpointed for every method. Parts are small stateless objects: compose a new
-method with :func:`compose` or by naming parts as class attributes of a subclass.
+method with :func:`nasframe_darts.compose` or by naming parts as class attributes of a subclass.
 """
 from __future__ import annotations
 
@@ -520,37 +520,3 @@ class ThresholdParse(Discretizer):
                 c = Choice(c.src, c.dst, absent)  # dropped: the edge carries nothing
             kept.append(c)
         return kept
-
-
-def compose(name: str, base: Optional[type] = None, *, defaults: Optional[dict] = None, doc: str = "",
-            **parts: Any) -> type:
-    """A new method class: ``base`` (the engine by default) with the named parts replaced
-    (``sampler=``, ``edges=``, ``weight_factors=``, ``perturbation=``, ``regularizers=``,
-    ``schedules=``, ``discretizer=``) and ``defaults`` changed. ``regularizers`` and the other
-    tuples replace the base's: pass ``base.regularizers + (BetaDecay(),)`` to add one."""
-    from .engine import OneShotOptimizer, PART_SLOTS
-
-    import sys
-
-    base = base or OneShotOptimizer
-    unknown = sorted(set(parts) - set(PART_SLOTS))
-    if unknown:
-        raise NasframeError(f"compose() got {unknown[0]!r}; the parts are: {', '.join(PART_SLOTS)}")
-    body: dict[str, Any] = {}
-    for slot, value in parts.items():
-        if PART_SLOTS[slot] is tuple:
-            value = (value,) if isinstance(value, Part) else tuple(value)
-            items = value
-        else:
-            items = () if value is None and slot == "perturbation" else (value,)
-        for item in items:
-            if not isinstance(item, Part):
-                what = f"the class {item.__name__}" if isinstance(item, type) else f"a {type(item).__name__}"
-                raise NasframeError(f"compose() {slot}= needs part instances (e.g. BetaDecay()), got {what}")
-        body[slot] = value
-    body["defaults"] = dict(defaults or {})
-    body["method_label"] = name
-    body["__doc__"] = doc or f"{name}: {base.__name__} with " + ", ".join(f"{k}={v!r}" for k, v in parts.items())
-    body["__module__"] = sys._getframe(1).f_globals.get("__name__", __name__)  # where it is made, for pickle
-    body["__qualname__"] = name
-    return type(name, (base,), body)

@@ -134,7 +134,7 @@ def native_and_aten_step(monkeypatch, space, calls: list, optimizer: str = "dart
     counting patch the test set up), the second none, and both end with the same weights and
     alphas."""
     from nasframe_cpu import kernels
-    from nasframe_core.data import dataset_info
+    from nasframe_core.datasets import dataset_info
     from nasframe_darts import FAMILY
 
     settings = settings or ({"unrolled": True} if optimizer == "darts" else {})

@@ -13,10 +13,10 @@ from nasframe_core.checkpoint import restore
 from nasframe_core.data import DatasetInfo
 from nasframe_core.settings import factory_settings
 from nasframe_darts import (BetaDARTSOptimizer, DARTSOptimizer, DrNASOptimizer, FairDARTSOptimizer, OneShotOptimizer,
-                            PCDARTSOptimizer, SDARTSOptimizer)
+                            PCDARTSOptimizer, SDARTSOptimizer, compose)
 from nasframe_darts.partial import PartialMixedOp
 from nasframe_darts.parts import (BetaDecay, Dirichlet, DirichletRegularizer, EdgeNormalisation, PartialEdges,
-                                  Perturbation, Sampler, ZeroOneLoss, compose)
+                                  Perturbation, Sampler, ZeroOneLoss)
 from nasframe_spaces.nasbench201.space import NasBench201SearchSpace
 from test_family_engine import batches, fingerprint as state, run_epochs, snapshot
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nasframe_core.data import Augment, EpochBatches, ImageData, Normalizer, dataset_info, split_train_val
+from nasframe_core.data import Augment, EpochBatches, ImageData, Normalizer, split_train_val
+from nasframe_core.datasets import dataset_info
 from nasframe_core.data.sources import Digits, ImageFolder, ImageNet16, Synthetic, TorchvisionCifar
 from nasframe_core.errors import NasframeError
 

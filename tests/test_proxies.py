@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from nasframe_core import NasframeError, hookimpl, make_plugin_manager
 from nasframe_core.cli import main
-from nasframe_core.data import ImageData, dataset_info
+from nasframe_core.data import ImageData
+from nasframe_core.datasets import dataset_info
 from nasframe_core.proxy import Proxy, ProxyContext
 from nasframe_core.scoring import Scorer, make_scorer, rank_correlations, sample_genotypes, score_cells
 from nasframe_proxies import measures as m

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import operator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from nasframe_core.benchmark import METRICS
 from nasframe_core.errors import NasframeError
 
 from ..codec import NUM_ARCHS, OPS, NB201Genotype
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import NB201Table
 
 C10V, C10, C100, IN16 = "cifar10-valid", "cifar10", "cifar100", "ImageNet16-120"
 DATASETS: tuple[str, ...] = (C10V, C10, C100, IN16)
@@ -110,12 +108,12 @@ def _check_index(index: Any) -> int:
     return i
 
 
-def resolve_arch(arch: Any, table: Optional["NB201Table"] = None) -> NB201Genotype:
+def resolve_arch(arch: Any, table: Optional[Any] = None) -> NB201Genotype:
     """The genotype meant by ``arch``.
 
     ``arch`` may be an :class:`NB201Genotype`, an arch string ``|op~0|+|op~0|op~1|+|...|``, a
     6-tuple/list of op indices (into ``OPS``), or a benchmark index (an int or a string of
-    digits), which needs a ``table`` that knows the benchmark's index order.
+    digits), which needs a ``table`` that knows the benchmark's index order (an ``NB201Table``).
     """
     if isinstance(arch, NB201Genotype):
         return arch
@@ -156,7 +154,7 @@ def _is_int_text(text: str) -> bool:
     return digits.isdigit()
 
 
-def _arch_of_index(index: int, table: Optional["NB201Table"]) -> NB201Genotype:
+def _arch_of_index(index: int, table: Optional[Any]) -> NB201Genotype:
     index = _check_index(index)
     if table is None:
         raise NasframeError(
