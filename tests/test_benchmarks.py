@@ -38,6 +38,7 @@ def _stats(timer, name):
     return stats
 
 
+@pytest.mark.slow
 def test_bytes_count_every_operand_once():
     a, b = torch.ones(2, 3, 4, 5), torch.ones(2, 3, 4, 5, dtype=torch.float64)
     assert nbytes(a) == 120 * 4 and nbytes([a, b, 3, None]) == 120 * 4 + 120 * 8
@@ -122,6 +123,7 @@ def test_the_native_weight_gradient_is_counted(native_kernels):
     assert timer.by_conv_kind["depthwise 5x5 weight gradient (native)"].flops == 2 * 2 * 8 * 36 * 25
 
 
+@pytest.mark.slow
 def test_the_breakdown_adds_up():
     proc = subprocess.run(
         [sys.executable, str(BENCH / "step_breakdown.py"), "--space", "nasbench201", "--batch", "2", "--steps", "1",
@@ -148,6 +150,7 @@ def test_the_breakdown_adds_up():
     assert shares.get("other", 0.0) < 10, proc.stdout
 
 
+@pytest.mark.slow
 def test_native_step_alternates_the_kernels_on_and_off(native_kernels):
     import json
 

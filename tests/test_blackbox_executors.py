@@ -222,7 +222,7 @@ def test_the_driver_killed_mid_search_resumes_without_running_a_finished_evaluat
     wrapper = tmp_path / "calls_wrapper.py"
     wrapper.write_text(CALLS_WRAPPER)
     calls = tmp_path / "calls.txt"
-    env = {**os.environ, "NASFRAME_TEST_CALLS": str(calls), "NASFRAME_TEST_SLOW": "0.05"}
+    env = {**os.environ, "NASFRAME_TEST_CALLS": str(calls), "NASFRAME_TEST_SLOW": "0.02"}
     proc = subprocess.Popen([sys.executable, str(wrapper), *args, "--out", str(cut)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     journal = cut / "journal.jsonl"
@@ -444,6 +444,7 @@ def test_ray_workers_overlap_and_a_killed_worker_is_retried(tmp_path, ray_hooks,
     assert {e["worker"] for e in result["history"]} == {0, 1}
 
 
+@pytest.mark.slow
 def test_a_ray_evaluation_whose_worker_always_dies_is_recorded_failed(tmp_path, ray_hooks, capsys):
     """optimizer.max_attempts (2) starts, both killed: a failed evaluation saying why; the search
     goes on with the other worker and completes its budget."""

@@ -78,7 +78,7 @@ def _close(a: list[torch.Tensor], b: list[torch.Tensor], tol: float) -> None:
         assert err <= tol * (1.0 + float(y.abs().max())), err
 
 
-@pytest.mark.parametrize("unrolled", [False, True], ids=["first-order", "second-order"])
+@pytest.mark.parametrize("unrolled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["first-order", "second-order"])
 def test_two_processes_match_one_process_with_the_full_batch(tmp_path, unrolled):
     """BN-free space: averaging gradients of two half batches is the full batch's gradient."""
     ranks = _two_ranks(tmp_path, per_rank=4, steps=3, space="toy", unrolled=unrolled)
@@ -120,6 +120,7 @@ def torchrun(*args: str, extra_env=None, timeout=240) -> subprocess.CompletedPro
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_torchrun_search_leaves_one_run_directory_and_resumes(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -141,7 +142,7 @@ def test_torchrun_search_leaves_one_run_directory_and_resumes(tmp_path):
     assert resumed["alphas"] == result["alphas"]
 
 
-@pytest.mark.parametrize("dying", [1, 0])
+@pytest.mark.parametrize("dying", [pytest.param(1, marks=pytest.mark.slow), 0])
 def test_a_dying_rank_stops_the_others_with_a_message(tmp_path, dying):
     """The survivor names the run directory: rank 0 knows it; rank 1 learnt it by broadcast."""
     plugin_dir = tmp_path / "plugins"
