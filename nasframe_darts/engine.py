@@ -162,8 +162,7 @@ class OneShotOptimizer(MetaOptimizer):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.sampler.single_op and (cls.weight_factors or any(getattr(p, "needs_aux_skip", False)
-                                                                  for p in cls.parts())):
+        if cls.sampler.single_op and (cls.weight_factors or any(p.needs_aux_skip for p in cls.parts())):
             raise NasframeError(f"{cls.__name__}: {type(cls.sampler).__name__} runs one sampled op per edge, so "
                                 f"weight factors and an auxiliary skip cannot act on its weights; drop them")
         # the class's own declarations, kept apart from what the parts bring
@@ -253,15 +252,15 @@ class OneShotOptimizer(MetaOptimizer):
     def sample_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
         """The op weights of one forward for cell type ``name`` (rows: edges): the sampler's,
         times the ``weight_factors``."""
-        w = self.sampler.sample(self, name, alpha)
-        for factor in self.weight_factors:
-            w = factor.apply(self, name, w)
-        return w
+        return self.apply_weight_factors(name, self.sampler.sample(self, name, alpha))
 
     def expected_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
         """Deterministic op weights, read by discretization and the reports: the sampler's
         expected ones, times the ``weight_factors``."""
-        w = self.sampler.expected(self, name, alpha)
+        return self.apply_weight_factors(name, self.sampler.expected(self, name, alpha))
+
+    def apply_weight_factors(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """``w`` (a sampler's op weights of cell type ``name``) times the ``weight_factors``."""
         for factor in self.weight_factors:
             w = factor.apply(self, name, w)
         return w
@@ -357,7 +356,7 @@ class OneShotOptimizer(MetaOptimizer):
         return torch.stack([1e-3 * torch.randn(spec.num_ops) for _ in spec.edges])
 
     def aux_skip_op_needed(self) -> bool:
-        return any(getattr(part, "needs_aux_skip", False) for part in self.parts())
+        return any(part.needs_aux_skip for part in self.parts())
 
     def _forward_op_weights(self, name: str, alpha: torch.Tensor) -> torch.Tensor:
         return self._with_aux_skip(name, self.sample_op_weights(name, alpha))

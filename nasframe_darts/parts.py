@@ -52,6 +52,8 @@ class Part:
     settings_help: dict[str, str] = {}
     #: whether the part draws random numbers (from ``opt.rng.generator``)
     draws: bool = False
+    #: whether the part adds an auxiliary skip to the ``aux_skip_op`` column of every edge
+    needs_aux_skip: bool = False
 
     def setup(self, opt) -> None:
         """Check the settings (on ``opt``) once they are set; initial state."""
@@ -332,19 +334,17 @@ class Perturbation(Part):
             graph.train(training)
 
     @staticmethod
-    def _factored(opt, weights, scoped):
+    def _factored(opt, weights, scoped, grad: bool = False):
+        """The method's ``weight_factors`` on the perturbed weights of the scoped cell types
+        (``grad``: differentiable in the weights, for the attack's steps; else detached)."""
         if not opt.weight_factors:
             return weights
-        out = dict(weights)
-        with torch.no_grad():
-            for n in scoped:
-                for factor in opt.weight_factors:
-                    out[n] = factor.apply(opt, n, out[n])
-        return out
+        with torch.set_grad_enabled(grad):
+            return {**weights, **{n: opt.apply_weight_factors(n, weights[n]) for n in scoped}}
 
     def _pgd(self, opt, x, y, clean, current, scoped, eps):
         step = 2 * eps / opt.attack_steps
-        loss = lambda w: opt._loss(x, y, self._factored(opt, w, scoped))[1]  # noqa: E731
+        loss = lambda w: opt._loss(x, y, self._factored(opt, w, scoped, grad=True))[1]  # noqa: E731
         with frozen(list(opt.graph.parameters())):
             with torch.no_grad():
                 loss_before = loss(clean)

@@ -173,6 +173,11 @@ def test_a_perturbed_weight_step_keeps_edge_normalisation_masks_and_the_auxiliar
     x, y = batches(1)[0][0]
     scale = pc.edge_weights("cell")
     torch.testing.assert_close(pc.weight_step_weights(x, y)["cell"].sum(-1), scale)  # rows sum to beta_j, not 1
+    adversarial = build(compose("AdversarialPC", base=PCDARTSOptimizer, perturbation=Perturbation()), k=1,
+                        attack="adversarial", attack_steps=2)
+    w = adversarial.weight_step_weights(x, y)["cell"]  # the attack differentiates through the betas
+    assert not w.requires_grad
+    torch.testing.assert_close(w.sum(-1), adversarial.edge_weights("cell").detach())
 
     dr = build(compose("SmoothDrNAS", base=DrNASOptimizer, perturbation=Perturbation()), none_op=False)
     none = dr.graph.specs["cell"].ops.index("none")
