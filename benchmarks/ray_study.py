@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ray_throughput import _cpu_model  # noqa: E402
+from ray_throughput import machine, machine_line  # noqa: E402
 
 STUDY = """
 name: ray-study
@@ -104,14 +104,12 @@ def main(argv=None) -> int:
     finally:
         ray.shutdown()
     wall = {w: statistics.median(s["span_seconds"] for s in sweeps if s["workers"] == w) for w in (1, 2)}
-    summary = {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
-               "median_span_1_worker": wall[1], "median_span_2_workers": wall[2],
+    summary = {**machine(), "median_span_1_worker": wall[1], "median_span_2_workers": wall[2],
                "speedup": round(wall[1] / wall[2], 3), "rounds": args.rounds, "points": args.points}
     if args.json:
         print(json.dumps({"sweeps": sweeps, "summary": summary}, indent=2))
         return 0
-    print(f"\nCPU {summary['cpu']} ({summary['cores']} cores; load average now "
-          f"{', '.join(f'{x:.1f}' for x in summary['load_average'])})")
+    print(machine_line(summary))
     print(f"median span: 1 worker {wall[1]:.1f} s, 2 workers {wall[2]:.1f} s; speed-up {wall[1] / wall[2]:.2f}x "
           f"(ideal 2.00x)")
     return 0

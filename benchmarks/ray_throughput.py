@@ -41,6 +41,16 @@ def _cpu_model() -> str:
     return platform.processor() or "?"
 
 
+def machine() -> dict:
+    """The CPU, its cores and the load average now: what a timing depends on."""
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def machine_line(summary: dict) -> str:
+    return (f"\nCPU {summary['cpu']} ({summary['cores']} cores; load average now "
+            f"{', '.join(f'{x:.1f}' for x in summary['load_average'])})")
+
+
 def search(workers: int, args, out: Path) -> dict:
     from nasframe_core.config import Config
     from nasframe_core.engine import execute
@@ -106,16 +116,14 @@ def main(argv=None) -> int:
     finally:
         ray.shutdown()
     rate = {w: statistics.median(s["evaluations_per_second"] for s in searches if s["workers"] == w) for w in (1, 2)}
-    summary = {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
-               "evaluations_per_second_1_worker": round(rate[1], 4),
+    summary = {**machine(), "evaluations_per_second_1_worker": round(rate[1], 4),
                "evaluations_per_second_2_workers": round(rate[2], 4),
                "ratio": round(rate[2] / rate[1], 3), "rounds": args.rounds, "evaluations": args.evaluations,
                "warm_up_seconds": warm["seconds"]}
     if args.json:
         print(json.dumps({"searches": searches, "summary": summary}, indent=2))
         return 0
-    print(f"\nCPU {summary['cpu']} ({summary['cores']} cores; load average now "
-          f"{', '.join(f'{x:.1f}' for x in summary['load_average'])})")
+    print(machine_line(summary))
     print(f"median: 1 worker {rate[1]:.3f} evaluations/s, 2 workers {rate[2]:.3f} evaluations/s; "
           f"ratio {rate[2] / rate[1]:.2f}x (ideal 2.00x)")
     return 0

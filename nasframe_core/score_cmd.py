@@ -91,9 +91,9 @@ def cmd_score(host, args) -> int:
                 "benchmark": str(getattr(space.benchmark, "path", "")) or None, "device": str(device)}
     written = write_scores(result, Path(args.out), settings) if args.out else []
     if args.json:
-        from .scoring import finite_json
+        from .rundir import json_safe
 
-        print(json.dumps(finite_json({k: result[k] for k in ("cells", "correlations", "seconds")}), indent=2))
+        print(json.dumps(json_safe({k: result[k] for k in ("cells", "correlations", "seconds")}), indent=2))
         return 0
     print(f"scored {result['cells']} {args.search_space} cells with {', '.join(names)} in {result['seconds']:.1f} s")
     if result["correlations"]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import gc
 import json
-import math
 import time
 import zlib
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import nn
 from .config import PROXY_BATCH_SIZE as DEFAULT_BATCH_SIZE, PROXY_SEED as DEFAULT_SEED
 from .errors import NasframeError
 from .proxy import Proxy, ProxyContext
+from .rundir import json_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Augment, DatasetInfo, ImageData
@@ -392,23 +392,13 @@ def write_scores(result: dict, path: Path, settings: dict) -> list[Path]:
                     writer(r)
                 writer.close()
             side = path.with_suffix(".json")
-            side.write_text(json.dumps(finite_json({**summary, "scores_csv": path.name}), indent=2) + "\n")
+            side.write_text(json.dumps(json_safe({**summary, "scores_csv": path.name}), indent=2) + "\n")
             return [path, side]
-        path.write_text(json.dumps(finite_json({**summary, "rows": result["rows"]}), indent=1) + "\n")
+        path.write_text(json.dumps(json_safe({**summary, "rows": result["rows"]}), indent=1) + "\n")
         return [path]
     except OSError as exc:
         raise NasframeError(f"cannot write {path}: {exc.strerror or exc}; pass a writable --out FILE") from None
 
-
-def finite_json(v):
-    """``v`` with every NaN or infinite float replaced by ``None`` (JSON has neither)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: finite_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [finite_json(x) for x in v]
-    return v
 
 
 def read_scores(path: Path) -> Optional[dict]:
