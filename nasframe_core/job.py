@@ -33,6 +33,8 @@ class Job:
     quiet_steps = False
     #: what the run reports a dataset under (set by the subclass)
     dataset_label: str = "?"
+    #: why a benchmark table from the environment was left out (the run's dataset is not in it)
+    benchmark_left_out: Optional[str] = None
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -62,12 +64,11 @@ class Job:
         if name not in self.ctx.host.names("benchmark"):
             return None
         bench = open_benchmark(self.ctx.host, name, self.config.run.benchmark)
-        notes = self.ctx.runtime.setdefault("notices", [])
-        before = len(notes)
+        left_out: list[str] = []
         attached = attach_for_dataset(self.space, bench, self.dataset_name(), explicit=bool(self.config.run.benchmark),
-                                      notes=notes)
-        #: why a table from the environment was left out (the run's dataset is not in it), for the summary
-        self.benchmark_left_out = notes[-1] if len(notes) > before else None
+                                      notes=left_out)
+        self.ctx.runtime.setdefault("notices", []).extend(left_out)
+        self.benchmark_left_out = left_out[0] if left_out else None
         return attached
 
     def benchmark_report(self, genotype) -> Optional[dict]:

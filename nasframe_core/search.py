@@ -199,8 +199,7 @@ class SearchJob(DataJob):
                 f"benchmark {bench['name']} ({bench['dataset']}): test accuracy {bench['test_accuracy']:.2f}%{extra}{where}"
             )
         elif self.benchmark is None and getattr(self.space, "benchmark_name", None):
-            left_out = getattr(self, "benchmark_left_out", None)
-            lines.append(f"no benchmark accuracy: {left_out}" if left_out else
+            lines.append(f"no benchmark accuracy: {self.benchmark_left_out}" if self.benchmark_left_out else
                          "no benchmark table attached: pass --benchmark PATH to look up its accuracy")
         if self.ctx.run_dir is not None:
             lines.append(f"results in {self.ctx.run_dir.path}")

@@ -405,3 +405,17 @@ def test_names_and_values_users_type(tmp_path):
     assert (cfg.optimizer.settings["grad_clip"], cfg.optimizer.settings["unrolled"]) == (2.5, True)
     cfg = config_from_args(host, build_parser(host).parse_args(["train", "--set", "genotype=0"]), "train")
     assert cfg.genotype == "0"
+
+
+def test_a_table_from_the_environment_without_the_run_s_dataset_is_named_at_the_end(tmp_path, nb201_csv, capsys,
+                                                                                      monkeypatch):
+    """NASFRAME_NB201 set, a search on another dataset: the run says why it has no benchmark accuracy,
+    instead of asking for the --benchmark it could not use."""
+    monkeypatch.setenv("NASFRAME_NB201", str(nb201_csv))
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no benchmark accuracy: the nasbench201 table has no results for dataset 'synthetic'" in printed
+    assert "pass --benchmark PATH" not in printed
+    notices = json.loads((out / "result.json").read_text())["runtime"]["notices"]
+    assert any("the table (from the environment) is not used for this run" in n for n in notices)
