@@ -235,6 +235,11 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _timing(worker: str, started: float, finished: float, wall0: float) -> dict:
+    """Where a point ran, and when (wall-clock times, as seconds since the sweep began at ``wall0``)."""
+    return {"worker": worker, "started": round(started - wall0, 3), "finished": round(finished - wall0, 3)}
+
+
 def _run_point(host, cfg, run_dir: Path) -> None:
     """One point in this process: resumed from its checkpoint, or started afresh (a directory
     left without a checkpoint by a point killed at its start is started again)."""
@@ -326,17 +331,14 @@ def run_study(host, study: Study, study_dir: Path, *, executor: str = "serial", 
             print(f"study {study.name}: {done + failed}/{total} points ({failed} failed), "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
-    def here(started: float) -> dict:
-        return {"worker": _worker_name(), "started": round(started - wall0, 3), "finished": round(time.time() - wall0, 3)}
-
     for name, values in local:
         started = time.time()
         try:
             _run_point(host, configs[name], study_dir / name)
-            _record(study_dir, name, "ok", timing=here(started))
+            _record(study_dir, name, "ok", timing=_timing(_worker_name(), started, time.time(), wall0))
             done += 1
         except NasframeError as exc:
-            _record(study_dir, name, "failed", str(exc), timing=here(started))
+            _record(study_dir, name, "failed", str(exc), timing=_timing(_worker_name(), started, time.time(), wall0))
             failed += 1
         except KeyboardInterrupt as exc:
             exc.run_dir = None  # type: ignore[attr-defined]
@@ -391,8 +393,7 @@ def _run_on_ray(study_dir: Path, points: list, workers: int, address: Optional[s
                 try:
                     out = ray.get(ref)
                     error = out["error"]
-                    timing = {"worker": out["worker"], "started": round(out["started"] - wall0, 3),
-                              "finished": round(out["finished"] - wall0, 3)}
+                    timing = _timing(out["worker"], out["started"], out["finished"], wall0)
                 except ray.exceptions.RayError as exc:
                     if attempts[name] < 3 and isinstance(exc, (ray.exceptions.WorkerCrashedError,
                                                                ray.exceptions.NodeDiedError)):
