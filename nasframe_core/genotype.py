@@ -96,7 +96,8 @@ def parse_genotype_argument(host, space, source: str):
 
 
 def _looks_like_path(text: str) -> bool:
-    """A path, not a genotype string: genotype strings have no path separator or file suffix."""
+    """Whether ``text`` reads like a path (a separator, a leading ``~`` or ``.``, a file suffix):
+    only the wording of the error for a string that is neither an existing path nor a genotype."""
     text = text.strip()
     return ("/" in text or "\\" in text or text.startswith(("~", "."))
             or Path(text).suffix.lower() in (".json", ".txt", ".yaml", ".yml"))
